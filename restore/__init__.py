@@ -1,0 +1,1 @@
+"""synthcare's restoration side: CARE networks trained on simulated pairs (torch)."""

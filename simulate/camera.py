@@ -1,0 +1,151 @@
+"""The camera: photons → electrons → ADU.
+
+Stages, in the order the physics happens:
+
+1. photon detection with quantum efficiency ``qe`` plus dark current and clock-induced charge
+   ``dark`` (e⁻/pixel/frame): Poisson electrons with mean ``qe·S + dark`` (hot pixels add their
+   own, fixed, dark level);
+2. optional EM gain ``G`` (EMCCD): Gamma(n, G) electrons, whose excess noise factor is F² = 2;
+3. Gaussian read noise ``read_noise`` (e⁻ rms, referred to the output amplifier, i.e. after EM
+   gain);
+4. conversion ``gain`` (ADU/e⁻) and ``offset`` (ADU), rounding to integer ADU and clipping to
+   ``[0, 2^bits − 1]`` (saturation).
+
+A photon-counting detector (``photon_counting=True``) outputs the detected electrons themselves:
+no read noise, gain or offset. ``gain``, ``offset`` and ``read_noise`` may be per-pixel maps
+(sCMOS); the expected image :meth:`Camera.expected` uses their means (an ideal camera with the
+nominal parameters), so fixed-pattern noise is something restoration should remove.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import SynthcareError
+
+
+def _check(name: str, value, lo: float, hi: float = np.inf, *, lo_open: bool = False) -> None:
+    v = np.asarray(value, dtype=np.float64)
+    bad = (v <= lo) if lo_open else (v < lo)
+    if not np.all(np.isfinite(v)) or np.any(bad) or np.any(v > hi):
+        rng = f"({lo}, {hi}]" if lo_open else f"[{lo}, {hi}]"
+        shown = v if v.ndim == 0 else f"a map with range [{v.min()}, {v.max()}]"
+        raise SynthcareError(f"camera {name} must be in {rng}, got {shown}")
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A scientific camera (sCMOS, CCD, EMCCD) or a photon-counting point detector.
+
+    Parameters
+    ----------
+    qe : quantum efficiency, (0, 1].
+    gain : ADU per electron at the output amplifier; scalar or (ny, nx) map.
+    offset : ADU added to every pixel; scalar or map.
+    read_noise : e⁻ rms; scalar or map.
+    dark : dark current plus clock-induced charge, e⁻/pixel/frame.
+    em_gain : EM multiplication (≥ 1) or None for no EM register.
+    bits : bit depth; output clipped to [0, 2^bits − 1]. None: no clipping.
+    hot_pixels : fraction of pixels with extra dark signal (a fixed pattern of the camera).
+    hot_level : mean extra dark signal of a hot pixel, e⁻/frame (exponentially distributed
+        between pixels, Poisson in time).
+    photon_counting : output detected electrons directly (no read noise, gain or offset).
+    pattern_seed : seed of the fixed pattern (which pixels are hot).
+    """
+
+    qe: float = 0.8
+    gain: float | np.ndarray = 1.0
+    offset: float | np.ndarray = 100.0
+    read_noise: float | np.ndarray = 1.5
+    dark: float = 0.0
+    em_gain: float | None = None
+    bits: int | None = 16
+    hot_pixels: float = 0.0
+    hot_level: float = 500.0
+    photon_counting: bool = False
+    pattern_seed: int = 0
+    _hot_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check("qe", self.qe, 0.0, 1.0, lo_open=True)
+        _check("gain", self.gain, 0.0, lo_open=True)
+        _check("offset", self.offset, 0.0)
+        _check("read_noise", self.read_noise, 0.0)
+        _check("dark", self.dark, 0.0)
+        _check("hot_pixels", self.hot_pixels, 0.0, 1.0)
+        _check("hot_level", self.hot_level, 0.0)
+        if self.em_gain is not None:
+            _check("em_gain", self.em_gain, 1.0)
+        if self.bits is not None and not 1 <= int(self.bits) <= 32:
+            raise SynthcareError(f"camera bits must be in [1, 32] or None, got {self.bits}")
+
+    @classmethod
+    def from_config(cls, cfg, maps: dict[str, np.ndarray] | None = None) -> Camera:
+        """From a :class:`~simulate.config.CameraConfig`; ``maps`` may replace gain, offset and
+        read_noise by per-pixel arrays."""
+        kw = {k: getattr(cfg, k) for k in ("qe", "gain", "offset", "read_noise", "dark", "em_gain",
+                                           "bits", "hot_pixels", "hot_level", "photon_counting",
+                                           "pattern_seed")}
+        kw.update(maps or {})
+        return cls(**kw)
+
+    # -- the model ------------------------------------------------------------------------------
+    @property
+    def _em(self) -> float:
+        return 1.0 if self.em_gain is None else float(self.em_gain)
+
+    def _nominal(self, name: str) -> float:
+        return float(np.mean(getattr(self, name)))
+
+    def expected(self, photons: np.ndarray) -> np.ndarray:
+        """Mean ADU of an ideal camera with the nominal parameters (no hot pixels, no clipping):
+        gain · G · (qe · S + dark) + offset. float32."""
+        e = self._em * (self.qe * np.asarray(photons, np.float64) + self.dark)
+        if self.photon_counting:
+            return e.astype(np.float32)
+        return (self._nominal("gain") * e + self._nominal("offset")).astype(np.float32)
+
+    def photons_from_expected(self, adu: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`expected`: photons from (mean) ADU."""
+        a = np.asarray(adu, np.float64)
+        if not self.photon_counting:
+            a = (a - self._nominal("offset")) / self._nominal("gain")
+        return ((a / self._em - self.dark) / self.qe).astype(np.float32)
+
+    def hot_map(self, shape: tuple[int, ...]) -> np.ndarray | None:
+        """Extra dark electrons per frame of each pixel (fixed for this camera and frame shape)."""
+        if self.hot_pixels <= 0:
+            return None
+        shape = tuple(shape[-2:])
+        if shape not in self._hot_cache:
+            rng = np.random.default_rng([self.pattern_seed, *shape])
+            hot = rng.random(shape) < self.hot_pixels
+            self._hot_cache[shape] = np.where(hot, rng.exponential(self.hot_level, shape), 0.0)
+        return self._hot_cache[shape]
+
+    def capture(self, photons: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One exposure: expected photons per pixel (before QE) → integer-valued ADU (float32).
+
+        ``photons`` is (..., ny, nx); per-pixel maps broadcast against its last two axes.
+        """
+        s = np.asarray(photons, dtype=np.float64)
+        if not np.all(np.isfinite(s)) or (s.size and s.min() < 0):
+            raise SynthcareError("photons must be finite and non-negative")
+        mean_e = self.qe * s + self.dark
+        hot = self.hot_map(s.shape)
+        if hot is not None:
+            mean_e = mean_e + hot
+        e = rng.poisson(mean_e).astype(np.float64)
+        if self.em_gain is not None:
+            # Gamma(n, G) for n ≥ 1 electrons; zero stays zero. Var/mean² → 2/n: F² = 2.
+            e = np.where(e > 0, rng.gamma(np.maximum(e, 1.0), self.em_gain), 0.0)
+        if self.photon_counting:
+            adu = e
+        else:
+            e += np.asarray(self.read_noise) * rng.standard_normal(e.shape)
+            adu = np.asarray(self.gain) * e + np.asarray(self.offset)
+        adu = np.rint(adu)
+        hi = np.inf if self.bits is None else 2.0 ** int(self.bits) - 1
+        return np.clip(adu, 0, hi).astype(np.float32)

@@ -1,0 +1,360 @@
+"""Typed, validated simulation settings.
+
+Every physical setting of the forward model is a field of a pydantic model with its unit in the
+description and its allowed range in the type, so a bad value fails before any work starts with a
+message that names it. Settings load from YAML or JSON, are addressed by dotted names
+(``optics.na``, ``camera.photons``) on the command line and in study sweeps, and are written next to
+every dataset and checkpoint so any result can be regenerated.
+
+Units: lengths (wavelengths included) in micrometres; intensities in photons until the camera;
+``shape`` is the detector grid, ``(z, y, x)`` for 3D or ``(y, x)`` for 2D.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError
+
+TASKS = ("denoise", "upsample", "isotropic", "deconvolve", "n2n")
+PSF_MODELS = ("gaussian", "widefield", "confocal", "lightsheet", "measured")
+# Largest truth grid a pair may use (voxels); far beyond this a pair does not fit in memory.
+MAX_TRUTH_VOXELS = 2**31 - 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Microtubules(_Model):
+    """Smooth random filaments (worm-like chains) crossing the volume."""
+
+    density: float = Field(0.4, ge=0, description="filament length per volume, µm/µm³ (3D) or "
+                           "per image area, µm/µm² (2D); 0 disables")
+    persistence: float = Field(15.0, gt=0, description="persistence length, µm")
+    brightness: float = Field(1.0, ge=0, description="mean brightness per µm of filament (relative)")
+    brightness_spread: float = Field(0.3, ge=0, le=3, description="coefficient of variation of "
+                                     "the brightness between filaments")
+
+
+class Granules(_Model):
+    """Spheres or ellipsoids (granules, vesicles), optionally hollow and clustered."""
+
+    density: float = Field(0.02, ge=0, description="granules per µm³ (3D) or per µm² (2D); 0 disables")
+    radius: float = Field(0.2, gt=0, description="mean radius, µm")
+    radius_spread: float = Field(0.3, ge=0, le=2, description="coefficient of variation of the radius")
+    aspect: float = Field(1.0, ge=1, le=10, description="largest axis ratio of the ellipsoids (1: spheres)")
+    hollow: float = Field(0.0, ge=0, le=1, description="fraction of granules that are hollow shells")
+    shell: float = Field(0.05, gt=0, description="shell thickness of hollow granules, µm")
+    brightness: float = Field(3.0, ge=0, description="mean total brightness of one granule (relative "
+                              "to a filament's brightness per µm)")
+    brightness_spread: float = Field(0.3, ge=0, le=3, description="coefficient of variation")
+    cluster_size: float = Field(1.0, ge=1, description="mean granules per cluster (1: no clustering)")
+    cluster_radius: float = Field(1.0, gt=0, description="rms distance of a granule to its cluster "
+                                  "centre, µm")
+
+
+class Beads(_Model):
+    """Sub-resolution point sources."""
+
+    density: float = Field(0.0, ge=0, description="beads per µm³ (3D) or per µm² (2D); 0 disables")
+    brightness: float = Field(3.0, ge=0, description="mean total brightness of one bead (relative)")
+    brightness_spread: float = Field(0.0, ge=0, le=3, description="coefficient of variation")
+
+
+class SampleConfig(_Model):
+    """The ground-truth sample: a mixture of structures plus background."""
+
+    microtubules: Microtubules = Microtubules()
+    granules: Granules = Granules()
+    beads: Beads = Beads()
+    background: float = Field(0.02, ge=0, description="uniform background, as a fraction of "
+                              "camera.photons per pixel")
+    background_smooth: float = Field(0.0, ge=0, description="amplitude of a smooth random background, "
+                                     "fraction of camera.photons per pixel")
+    background_scale: float = Field(5.0, gt=0, description="length scale of the smooth background, µm")
+    thickness: float | None = Field(None, gt=0, description="sample thickness along z, µm. 2D: the slab "
+                                    "around the focal plane (default 1.0). 3D: default the stack "
+                                    "depth; a larger value extends the sample above and below")
+
+
+class OpticsConfig(_Model):
+    """The objective and the PSF model."""
+
+    psf: Literal["gaussian", "widefield", "confocal", "lightsheet", "measured"] = "widefield"
+    ni: float = Field(1.33, ge=1.0, le=2.0, description="immersion refractive index")
+    na: float = Field(1.2, gt=0, description="numerical aperture; must be below ni")
+    wavelength: float = Field(0.52, gt=0.2, lt=2.0, description="emission wavelength, µm")
+    excitation_wavelength: float = Field(0.488, gt=0.2, lt=2.0, description="excitation wavelength, "
+                                         "µm (confocal)")
+    pinhole_au: float = Field(1.0, ge=0, le=20, description="confocal pinhole diameter, Airy units")
+    sheet_fwhm: float = Field(1.5, gt=0, description="light-sheet intensity FWHM along z, µm")
+    psf_file: str | None = Field(None, description="TIFF with a measured PSF (psf: measured)")
+    psf_file_spacing: tuple[float, ...] | None = Field(
+        None, description="voxel size of psf_file, µm, (dz, dy, dx) or (dy, dx); default: its "
+        "ImageJ metadata")
+
+    @field_validator("na")
+    @classmethod
+    def _na_below_ni(cls, na: float, info: ValidationInfo) -> float:
+        ni = info.data.get("ni")
+        if ni is not None and na >= ni:
+            raise ValueError(f"na must be smaller than the immersion index ni = {ni}, got {na}")
+        return na
+
+    @model_validator(mode="after")
+    def _file_for_measured(self) -> OpticsConfig:
+        if self.psf == "measured" and not self.psf_file:
+            raise ValueError("psf = 'measured' needs optics.psf_file (a 2D or 3D TIFF)")
+        return self
+
+
+class SamplingConfig(_Model):
+    """Detector sampling and the fine truth grid."""
+
+    pixel: float = Field(0.1, gt=0, le=10, description="lateral detector pixel size in the sample, µm")
+    z_factor: int = Field(2, ge=1, le=20, description="z-step as a multiple of the pixel (anisotropy k)")
+    oversample: int = Field(2, ge=1, le=8, description="truth voxels per detector pixel, laterally")
+    oversample_z: int = Field(1, ge=1, le=8, description="truth planes per pixel length along z: the "
+                              "truth z spacing is pixel / oversample_z")
+    margin: float | None = Field(None, ge=0, description="sample rendered beyond each lateral edge, µm "
+                                 "(default: 4 λ/NA, at least 1 µm)")
+
+
+class CameraConfig(_Model):
+    """Photon budget and camera (see :class:`simulate.camera.Camera`)."""
+
+    photons: float = Field(20.0, gt=0, description="expected photons at the brightest pixel of the "
+                           "blurred, pixel-integrated image, before QE")
+    qe: float = Field(0.8, gt=0, le=1, description="quantum efficiency")
+    gain: float = Field(1.0, gt=0, description="ADU per electron (at the output amplifier)")
+    offset: float = Field(100.0, ge=0, description="offset, ADU")
+    read_noise: float = Field(1.5, ge=0, description="read noise, e⁻ rms")
+    dark: float = Field(0.0, ge=0, description="dark current plus clock-induced charge, e⁻/pixel/frame")
+    em_gain: float | None = Field(None, ge=1, description="EM gain (EMCCD); None: no EM register")
+    bits: int = Field(16, ge=1, le=32, description="bit depth; ADU are clipped to [0, 2^bits - 1]")
+    hot_pixels: float = Field(0.0, ge=0, lt=1, description="fraction of hot pixels")
+    hot_level: float = Field(500.0, ge=0, description="mean extra dark signal of a hot pixel, e⁻/frame")
+    photon_counting: bool = Field(False, description="point-detector mode: ADU = detected electrons, "
+                                  "no read noise, gain or offset")
+    pattern_seed: int = Field(0, ge=0, description="seed of the camera's fixed pattern (hot pixels)")
+
+
+class TargetConfig(_Model):
+    """How training targets are made."""
+
+    noise: Literal["none", "high"] = Field("none", description="'none': the noise-free expected image; "
+                                           "'high': a second acquisition at target.photons")
+    photons: float = Field(1000.0, gt=0, description="photons at the brightest pixel for noise: high")
+    fwhm_xy: float | None = Field(None, gt=0, description="lateral FWHM of the narrow deconvolution "
+                                  "target PSF, µm (default 2 pixels)")
+    fwhm_z: float | None = Field(None, gt=0, description="axial FWHM of the deconvolution target PSF, "
+                                 "µm (default 2 z-steps)")
+
+
+class SimConfig(_Model):
+    """Everything that defines a simulated pair, except the (seed, index) that draws it."""
+
+    task: Literal["denoise", "upsample", "isotropic", "deconvolve", "n2n"] = "denoise"
+    shape: tuple[int, ...] = Field((128, 128), description="detector grid, (z, y, x) or (y, x), pixels")
+    seed: int = Field(0, ge=0, description="default seed of a dataset (pair = f(config, seed, index))")
+    sample: SampleConfig = SampleConfig()
+    optics: OpticsConfig = OpticsConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    camera: CameraConfig = CameraConfig()
+    target: TargetConfig = TargetConfig()
+
+    @field_validator("shape")
+    @classmethod
+    def _shape_ok(cls, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(shape) not in (2, 3):
+            raise ValueError(f"shape must have 2 (y, x) or 3 (z, y, x) entries, got {len(shape)}")
+        if any(n < 1 for n in shape):
+            raise ValueError(f"every entry of shape must be at least 1, got {list(shape)}")
+        if min(shape[-2:]) < 8:
+            raise ValueError(f"shape's y and x must be at least 8 pixels, got {list(shape)}")
+        return shape
+
+    @model_validator(mode="after")
+    def _task_fits(self) -> SimConfig:
+        if self.task in ("upsample", "isotropic"):
+            if len(self.shape) != 3 or self.shape[0] < 2:
+                raise ValueError(f"task '{self.task}' needs a 3D shape (z, y, x) with z >= 2, "
+                                 f"got {list(self.shape)}")
+            if self.sampling.z_factor < 2:
+                raise ValueError(f"task '{self.task}' needs sampling.z_factor >= 2 "
+                                 f"(got {self.sampling.z_factor})")
+        return self
+
+    @property
+    def ndim(self) -> int:
+        """2 or 3: the dimensionality of the detector images."""
+        return len(self.shape)
+
+    # -- loading and saving ---------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SimConfig:
+        """Validate a (nested) dict, raising :class:`ConfigError` with readable messages."""
+        return validate(cls, data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SimConfig:
+        """Load a YAML or JSON file (a ``train:`` section, if present, is ignored here)."""
+        data = read_yaml(path)
+        data.pop("train", None)
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_preset(cls, name: str) -> SimConfig:
+        """One of the built-in presets (see :func:`list_presets`)."""
+        data = load_preset(name)
+        data.pop("train", None)
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON-compatible dict."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """Write (if ``path``) and return the YAML text of this configuration."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def with_overrides(self, overrides: list[str] | dict[str, Any]) -> SimConfig:
+        """A copy with dotted-name settings applied, e.g. ``["optics.na=1.0", "shape=[16,64,64]"]``."""
+        return self.from_dict(apply_overrides(self.to_dict(), overrides, type(self)))
+
+
+# ---------------------------------------------------------------------------------------------
+def validate(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    """Validate ``data`` against ``model``; turn pydantic's errors into one :class:`ConfigError`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a configuration must be a mapping of settings, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem, each starting with the dotted name of the setting."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        got = err.get("input")
+        quiet = isinstance(got, dict) or err["type"] == "extra_forbidden" or "got " in msg
+        shown = "" if quiet else f" (got {got!r})"
+        lines.append(f"{loc}: {msg}{shown}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def field_names(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """All dotted setting names of a model, leaves only (``optics.na``, ``camera.photons``, ...)."""
+    names = []
+    for name, info in model.model_fields.items():
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            names += field_names(sub, f"{prefix}{name}.")
+        else:
+            names.append(prefix + name)
+    return names
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Split ``"a.b=value"``; the value is parsed as YAML (``1.0``, ``[16,64,64]``, ``null``)."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects name=value (e.g. optics.na=1.0), got {item!r}")
+    key, text = item.split("=", 1)
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: cannot parse value {text!r}: {exc}") from None
+    return key.strip(), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any],
+                    model: type[BaseModel] = SimConfig) -> dict[str, Any]:
+    """Apply dotted-name overrides to a nested dict; an unknown name raises :class:`ConfigError`."""
+    items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
+    known = field_names(model)
+    groups = {n.rsplit(".", 1)[0] for n in known if "." in n}
+    data = json.loads(json.dumps(data))  # deep copy of plain data
+    for key, value in items:
+        if key not in known and key not in groups:
+            close = difflib.get_close_matches(key, known, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"unknown setting '{key}'{hint} (see `synthcare presets --fields`)")
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML/JSON mapping, with a clear error for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings")
+    return data
+
+
+def list_presets() -> list[str]:
+    """Names of the built-in presets."""
+    files = resources.files("simulate").joinpath("presets").iterdir()
+    return sorted(f.name.removesuffix(".yaml") for f in files if f.name.endswith(".yaml"))
+
+
+def preset_text(name: str) -> str:
+    """The YAML text of a built-in preset."""
+    if name not in list_presets():
+        close = difflib.get_close_matches(name, list_presets(), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"unknown preset '{name}'{hint}; known: {', '.join(list_presets())}")
+    return resources.files("simulate").joinpath("presets", f"{name}.yaml").read_text()
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The raw settings of a built-in preset (a dict; may include a ``train`` section)."""
+    return yaml.safe_load(preset_text(name))
+
+
+def load(preset: str | None = None, config: str | Path | None = None,
+         overrides: list[str] | None = None) -> SimConfig:
+    """The configuration a command line asks for: a preset or a file, then ``--set`` overrides."""
+    if preset and config:
+        raise ConfigError("give either --preset or --config, not both")
+    if config:
+        base = SimConfig.from_yaml(config)
+    elif preset:
+        base = SimConfig.from_preset(preset)
+    else:
+        raise ConfigError(f"give --preset NAME (one of {', '.join(list_presets())}) or --config FILE")
+    return base.with_overrides(overrides or [])

@@ -1,0 +1,205 @@
+"""Files: TIFFs with ImageJ metadata, simulated datasets on disk, preview figures.
+
+A dataset folder holds ``low/NNNN.tif`` (inputs), ``GT/NNNN.tif`` (targets) and
+``clean/NNNN.tif`` (noise-free targets, never used for training) — CSBDeep's layout — plus
+``config.yaml`` and ``manifest.json`` (the full config, seed, count and library versions). Every
+file is written atomically (temporary file + rename), so an interrupted run leaves no half
+files, and a re-run resumes, skipping finished pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from tqdm.auto import tqdm
+
+from .config import SimConfig
+from .errors import SynthcareError
+from .pairs import simulate_pair
+from .sampling import Grid
+
+SUBFOLDERS = ("low", "GT", "clean")
+
+
+def versions() -> dict[str, str]:
+    """Versions of synthcare and the libraries that shape its numbers."""
+    out = {}
+    for name in ("synthcare", "numpy", "scipy", "numba", "tifffile", "pydantic", "torch"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path`` (same folder, so the rename is atomic)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_tiff(path: str | Path, image: np.ndarray, spacing: tuple[float, ...], *,
+               axes: str | None = None, dtype=None) -> None:
+    """Write an ImageJ TIFF with the voxel size (µm) atomically. ``spacing`` is (dz, dy, dx) or
+    (dy, dx); ``axes`` defaults to ZYX / YX."""
+    image = np.asarray(image, dtype=dtype or np.float32)
+    axes = axes or ("ZYX" if image.ndim == 3 else "YX")
+    meta = {"axes": axes, "unit": "um"}
+    if len(spacing) == 3:
+        meta["spacing"] = float(spacing[0])
+    dy, dx = spacing[-2:]
+    atomic_write(Path(path), lambda tmp: tifffile.imwrite(
+        tmp, image, imagej=True, resolution=(1.0 / dx, 1.0 / dy), metadata=meta))
+
+
+def read_tiff(path: str | Path) -> tuple[np.ndarray, dict]:
+    """Read a TIFF; returns the array and ``{'axes': str | None, 'spacing': tuple | None}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise SynthcareError(f"file not found: {path}")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            data = tif.asarray()
+            axes = tif.series[0].axes if tif.series else None
+            ij = tif.imagej_metadata or {}
+            page = tif.pages[0]
+            spacing = None
+            if "XResolution" in page.tags and "YResolution" in page.tags:
+                xr, yr = page.tags["XResolution"].value, page.tags["YResolution"].value
+                if xr[0] and yr[0]:
+                    spacing = (yr[1] / yr[0], xr[1] / xr[0])
+                    if "spacing" in ij:
+                        spacing = (float(ij["spacing"]), *spacing)
+    except (tifffile.TiffFileError, ValueError, OSError) as exc:
+        raise SynthcareError(f"cannot read TIFF {path}: {exc}") from None
+    return data, {"axes": axes, "spacing": spacing}
+
+
+def ensure_writable(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and check a file can be written there (clear error if not)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise SynthcareError(f"output folder {folder} is not writable: {exc.strerror or exc}") from None
+    return folder
+
+
+def dataset_spacing(cfg: SimConfig) -> dict[str, tuple[float, ...]]:
+    """Voxel size (µm) of the files of each subfolder."""
+    lateral = (cfg.sampling.pixel, cfg.sampling.pixel)
+    if cfg.ndim == 2:
+        return dict.fromkeys(SUBFOLDERS, lateral)
+    z_step = cfg.sampling.pixel * cfg.sampling.z_factor
+    low = (z_step, *lateral)
+    if cfg.task == "upsample":
+        return {"low": low, "GT": (cfg.sampling.pixel, *lateral), "clean": (cfg.sampling.pixel,
+                                                                            *lateral)}
+    return dict.fromkeys(SUBFOLDERS, low)
+
+
+def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None = None,
+                  progress: bool = True) -> Path:
+    """Simulate pairs 0 … n − 1 of dataset ``seed`` (default ``cfg.seed``) into ``out``.
+
+    Resumes an interrupted run: finished pairs are skipped; a folder holding a different
+    config or seed is refused.
+    """
+    if n < 1:
+        raise SynthcareError(f"--n must be at least 1, got {n}")
+    seed = cfg.seed if seed is None else seed
+    out = ensure_writable(out)
+    manifest_path = out / "manifest.json"
+    manifest = {"config": cfg.to_dict(), "seed": seed}
+    if manifest_path.exists():
+        old = json.loads(manifest_path.read_text())
+        if old.get("config") != manifest["config"] or old.get("seed") != seed:
+            raise SynthcareError(f"{out} holds a dataset with another config or seed; "
+                                 "choose another --out or delete it")
+        n = max(n, int(old.get("n", 0)))
+    for sub in SUBFOLDERS:
+        (out / sub).mkdir(exist_ok=True)
+    manifest.update(n=n, task=cfg.task, axes="YX" if cfg.ndim == 2 else "ZYX",
+                    spacing=dataset_spacing(cfg), versions=versions(),
+                    written=datetime.now(UTC).isoformat(timespec="seconds"))
+    atomic_write(manifest_path, lambda p: p.write_text(json.dumps(manifest, indent=2)))
+    atomic_write(out / "config.yaml", lambda p: cfg.to_yaml(p))
+    spacing = dataset_spacing(cfg)
+    low_dtype = np.uint16 if cfg.camera.bits <= 16 and cfg.task != "isotropic" else np.float32
+    width = max(4, len(str(n - 1)))
+    todo = [i for i in range(n)
+            if not all((out / s / f"{i:0{width}d}.tif").exists() for s in SUBFOLDERS)]
+    for i in tqdm(todo, desc=f"simulate {cfg.task}", unit="pair", disable=not progress):
+        pair = simulate_pair(cfg, seed, i)
+        name = f"{i:0{width}d}.tif"
+        # GT and clean first, low last: a pair counts as done only when all three exist
+        write_tiff(out / "GT" / name, pair.target, spacing["GT"])
+        write_tiff(out / "clean" / name, pair.clean, spacing["clean"])
+        write_tiff(out / "low" / name, pair.input, spacing["low"], dtype=low_dtype)
+    return out
+
+
+def _display(img: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.percentile(img, [0.5, 99.9])
+    return float(lo), float(max(hi, lo + 1e-6))
+
+
+def preview(cfg: SimConfig, path: str | Path, *, seed: int | None = None, index: int = 0) -> Path:
+    """A PNG montage of one pair: ground truth, clean target, target, input (max projections
+    along z for 3D, with XZ projections beneath)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seed = cfg.seed if seed is None else seed
+    pair = simulate_pair(cfg, seed, index, keep_truth=True)
+    grid = Grid.from_config(cfg)
+    s = grid.oversample
+    (my, mx), (_, ny, nx) = grid.margin, grid.detector
+    truth = pair.truth[:, my * s:(my + ny) * s, mx * s:(mx + nx) * s]
+    panels = {"ground truth": truth, "clean target": pair.clean, "target": pair.target,
+              "input": pair.input}
+    rows = 2 if cfg.ndim == 3 else 1
+    fig, axes = plt.subplots(rows, 4, figsize=(16, 4.4 * rows), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1.2] if rows == 2 else [1]})
+    for col, (title, img) in enumerate(panels.items()):
+        top = img.max(axis=0) if img.ndim == 3 else img
+        ax = axes[0, col]
+        ax.imshow(top, cmap="magma", vmin=_display(top)[0], vmax=_display(top)[1],
+                  interpolation="nearest")
+        ax.set_title(f"{title}  {tuple(img.shape)}")
+        ax.axis("off")
+        if rows == 2:
+            side = img.max(axis=1)  # XZ
+            ax = axes[1, col]
+            ax.imshow(side, cmap="magma", vmin=_display(side)[0], vmax=_display(side)[1],
+                      aspect="auto", interpolation="nearest")
+            ax.set_title("XZ max projection", fontsize=9)
+            ax.axis("off")
+    o = cfg.optics
+    fig.suptitle(f"{cfg.task}: {o.psf} NA {o.na}, λ {o.wavelength} µm, pixel {cfg.sampling.pixel} µm"
+                 f", z-step ×{cfg.sampling.z_factor}, {cfg.camera.photons:g} photons peak — "
+                 f"seed {seed}, pair {index}")
+    fig.tight_layout()
+    path = Path(path)
+    ensure_writable(path.parent if str(path.parent) else ".")
+    atomic_write(path, lambda p: fig.savefig(p, dpi=80, format="png"))
+    plt.close(fig)
+    return path

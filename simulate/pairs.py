@@ -1,0 +1,174 @@
+"""Training pairs: a pure function of (config, seed, index).
+
+A pair is drawn from its own random streams, ``SeedSequence([seed, index])`` split into
+geometry, noise, target and background generators, so the same inputs give a bit-identical pair
+in any process and any order, and changing the camera never changes the sample.
+
+Photometry: ``camera.photons`` is the expected number of photons at the brightest pixel of the
+blurred, pixel-integrated input image (before QE). Targets are expressed in the input's
+photometric scale — the expected ADU of the input camera — so one affine map normalises both and
+its inverse returns predictions in the input's units. ``clean`` is always the noise-free
+expected image of the target's geometry, so quality can be scored against truth even where
+training never sees it (``n2n``).
+
+Tasks
+-----
+denoise     input: low-photon acquisition; target: noise-free (or ``target.noise: high``).
+upsample    input: nz planes at z = i·k·pixel; target: (nz − 1)·k + 1 planes at z = j·pixel.
+isotropic   CSBDeep's lateral-slice scheme: each acquired lateral plane, blurred along y by the
+            residual axial blur (σ² = σ_z² − σ_xy²), sampled every k rows, recorded by the camera
+            and interpolated back (input), against the lateral plane itself (target). The camera
+            acts after the subsampling, as it does on a real XZ slice.
+deconvolve  target: the sample through a narrow Gaussian PSF (band-limited on the detector grid).
+n2n         input and target: two independent noisy acquisitions of one sample.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from . import convolve, phantoms, render
+from .camera import Camera
+from .config import SimConfig
+from .psf import model_fwhm
+from .sampling import Grid, interpolate_axis
+
+_FWHM_PER_SIGMA = 2.3548200450309493
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One simulated pair.
+
+    input : camera ADU (integer-valued float32), the acquired geometry.
+    target : float32 training target in the input's photometric scale (expected ADU).
+    clean : float32 noise-free expected ADU of the target's geometry.
+    truth : the fine truth volume (z, y, x) incl. margins, if requested.
+    """
+
+    input: np.ndarray
+    target: np.ndarray
+    clean: np.ndarray
+    truth: np.ndarray | None = None
+
+
+def streams(seed: int, index: int) -> dict[str, np.random.Generator]:
+    """The independent random generators of pair (seed, index)."""
+    if seed < 0 or index < 0:
+        raise ValueError(f"seed and index must be non-negative, got seed={seed}, index={index}")
+    names = ("geometry", "noise", "target", "background")
+    children = np.random.SeedSequence([int(seed), int(index)]).spawn(len(names))
+    return {n: np.random.default_rng(c) for n, c in zip(names, children, strict=True)}
+
+
+class _Clock:
+    def __init__(self, timings: dict[str, float] | None):
+        self.timings, self.t = timings, time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.t
+            self.t = now
+
+
+def _background(cfg: SimConfig, grid: Grid, planes: tuple[int, ...],
+                field: phantoms.SmoothField | None) -> np.ndarray | float:
+    """Background photons on the given planes: uniform part plus the smooth random field."""
+    level = cfg.sample.background * cfg.camera.photons
+    if field is None:
+        return level
+    smooth = field(*grid.plane_coords(planes)).astype(np.float32)
+    return level + cfg.sample.background_smooth * cfg.camera.photons * smooth
+
+
+def residual_sigma(cfg: SimConfig) -> float:
+    """Residual blur (detector pixels) that turns the lateral PSF profile into the axial one,
+    σ² = σ_z² − σ_xy² with σ from the model PSF's FWHMs (0 if the PSF is not elongated)."""
+    fz, fxy = model_fwhm(cfg.optics)
+    return float(np.sqrt(max(fz**2 - fxy**2, 0.0)) / _FWHM_PER_SIGMA / cfg.sampling.pixel)
+
+
+def simulate_pair(config: SimConfig, seed: int, index: int, *, keep_truth: bool = False,
+                  timings: dict[str, float] | None = None) -> Pair:
+    """Simulate pair ``index`` of the dataset ``seed`` (see the module docstring for the tasks).
+
+    Shapes: 2D configs give (ny, nx) images; 3D give (nz, ny, nx), except the ``upsample``
+    target ((nz − 1)·k + 1 planes) and ``isotropic`` (lateral slices, rows cropped to
+    (⌈ny/k⌉ − 1)·k + 1). ``timings``, if given, accumulates seconds per stage.
+    """
+    cfg, clock = config, _Clock(timings)
+    grid = Grid.from_config(cfg)
+    rng = streams(seed, index)
+    sample = phantoms.sample(cfg.sample, grid.extent, rng["geometry"], slab=cfg.ndim == 2)
+    field = (phantoms.SmoothField.draw(rng["background"], cfg.sample.background_scale)
+             if cfg.sample.background_smooth > 0 else None)
+    clock.lap("geometry")
+    truth = render.render(sample, grid.truth_shape, grid.truth_spacing)
+    clock.lap("render")
+    spectrum = convolve.truth_spectrum(truth, grid.z_fft)
+    clock.lap("fft")
+
+    h = convolve.detector_otf(cfg.optics, grid)
+    in_planes = grid.input_planes
+    tgt_planes = grid.iso_planes if cfg.task == "upsample" else in_planes
+    both = convolve.detector_planes(spectrum, h, grid, in_planes + tgt_planes)
+    signal_in, signal_tgt = both[:len(in_planes)], both[len(in_planes):]
+    if cfg.task == "deconvolve":
+        fxy = cfg.target.fwhm_xy or 2 * grid.pixel
+        fz = cfg.target.fwhm_z or 2 * grid.z_step
+        narrow = convolve.gaussian_target_otf(fxy, fz, grid)
+        signal_tgt = convolve.detector_planes(spectrum, narrow, grid, in_planes)
+    peak = float(signal_in.max())
+    scale = cfg.camera.photons / peak if peak > 0 else 0.0
+    photons_in = signal_in * scale + _background(cfg, grid, in_planes, field)
+    photons_tgt = signal_tgt * scale + _background(cfg, grid, tgt_planes, field)
+    clock.lap("optics")
+
+    camera = Camera.from_config(cfg.camera)
+    if cfg.task == "isotropic":
+        inp, photons_tgt = _isotropic_slices(cfg, camera, photons_in, rng["noise"])
+    else:
+        inp = camera.capture(photons_in, rng["noise"])
+    clean = camera.expected(photons_tgt)
+    if cfg.task == "n2n":
+        target = camera.capture(photons_tgt, rng["target"])
+    elif cfg.target.noise == "high":
+        target = _high_photon(camera, photons_tgt, cfg.target.photons / cfg.camera.photons,
+                              rng["target"])
+    else:
+        target = clean
+    clock.lap("camera")
+    if cfg.ndim == 2:
+        inp, target, clean = inp[0], target[0], clean[0]
+    inp, target, clean = (np.ascontiguousarray(a, dtype=np.float32) for a in (inp, target, clean))
+    return Pair(inp, target, clean, truth if keep_truth else None)
+
+
+def make_pair(config: SimConfig, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """(input, target) of :func:`simulate_pair`: float32 arrays, target in input ADU."""
+    p = simulate_pair(config, seed, index)
+    return p.input, p.target
+
+
+def _high_photon(camera: Camera, photons: np.ndarray, ratio: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """A second acquisition with ``ratio`` × the light (unclipped, so it never saturates),
+    mapped back into the input's photometric scale."""
+    adu = replace(camera, bits=None, hot_pixels=0.0).capture(photons * ratio, rng)
+    return camera.expected(camera.photons_from_expected(adu) / ratio)
+
+
+def _isotropic_slices(cfg: SimConfig, camera: Camera, photons: np.ndarray,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Training slices of the lateral-slice scheme: (input ADU, target photons), both
+    (nz, (n_sub − 1)·k + 1, nx), the degraded axis being y (axis 1)."""
+    k = cfg.sampling.z_factor
+    blurred = gaussian_filter1d(photons, residual_sigma(cfg), axis=1, mode="reflect")
+    acquired = camera.capture(blurred[:, ::k, :], rng)
+    upsampled = interpolate_axis(acquired, k, axis=1, order=1)
+    return upsampled, photons[:, :upsampled.shape[1], :]

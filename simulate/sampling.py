@@ -1,0 +1,215 @@
+"""From the fine truth grid to detector pixels and focal planes.
+
+* **Laterally**, a detector pixel integrates the light falling on its area: the sum of the
+  ``s × s`` truth voxels it covers (``s`` = ``sampling.oversample``), so photons are conserved.
+* **Axially**, each detector plane is one exposure with the focal plane at its position: the
+  blurred volume is *sampled* at the focal planes, not summed over the z-step. Summing over the
+  z-step would count photons that no exposure collects: the light emitted between two focal
+  planes reaches the camera during both exposures, blurred, and is already in each plane through
+  the widefield PSF.
+
+The fast path never forms the blurred truth volume: it multiplies the truth's spectrum by the
+OTF, folds the spectrum onto the detector grid (pixel integration = box filter + decimation, done
+in Fourier space) and inverts only the detector planes. :func:`integrate_pixels` is the plain
+real-space reference for the same operation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import scipy.fft
+from scipy.interpolate import make_interp_spline
+
+from .config import SimConfig
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Geometry of one simulated field: the detector grid, the padded truth grid, the planes.
+
+    Axes are (z, y, x). A 2D field is the focal plane (``detector[0] == 1``) of a thin slab.
+    """
+
+    ndim: int
+    detector: tuple[int, int, int]  # (nz, ny, nx) detector pixels; nz = 1 in 2D
+    pixel: float  # lateral detector pixel, µm
+    z_factor: int  # z-step / pixel
+    oversample: int  # truth voxels per pixel, laterally
+    oversample_z: int  # truth planes per pixel length, axially
+    margin: tuple[int, int]  # detector pixels rendered before the field in y and x
+    padded: tuple[int, int]  # (Py, Px) detector pixels of the padded field
+    nz_truth: int  # truth planes (sample depth)
+    z_fft: int  # FFT length along z (>= 2 nz_truth - 1: linear convolution over the whole depth)
+    input_planes: tuple[int, ...]  # truth plane of each acquired detector plane
+    iso_planes: tuple[int, ...]  # truth planes at pixel spacing spanning the acquired stack
+
+    @classmethod
+    def from_config(cls, cfg: SimConfig) -> Grid:
+        """The grid of a configuration (sizes chosen so every FFT length is fast)."""
+        smp = cfg.sampling
+        s, oz, k = smp.oversample, smp.oversample_z, smp.z_factor
+        ny, nx = cfg.shape[-2:]
+        margin_um = smp.margin if smp.margin is not None else max(1.0, 4 * cfg.optics.wavelength
+                                                                  / cfg.optics.na)
+        m = int(math.ceil(margin_um / smp.pixel))
+        padded = tuple(_fast_even(n + 2 * m, s) for n in (ny, nx))
+        dz = smp.pixel / oz
+        if cfg.ndim == 2:
+            thickness = cfg.sample.thickness if cfg.sample.thickness is not None else 1.0
+            nz_truth = 2 * int(round(thickness / (2 * dz))) + 1
+            planes = (nz_truth // 2,)
+            iso = planes
+            nz = 1
+        else:
+            nz = cfg.shape[0]
+            r = k * oz  # truth planes per z-step; each detector plane owns r planes
+            stack = nz * r
+            extra = 0
+            if cfg.sample.thickness is not None:
+                extra = max(0, int(round(cfg.sample.thickness / dz)) - stack)
+            lo = extra // 2
+            nz_truth = stack + extra
+            planes = tuple(lo + r // 2 + i * r for i in range(nz))
+            iso = tuple(lo + r // 2 + j * oz for j in range((nz - 1) * k + 1))
+        grid = cls(ndim=cfg.ndim, detector=(nz, ny, nx), pixel=smp.pixel, z_factor=k, oversample=s,
+                   oversample_z=oz, margin=(m, m), padded=padded, nz_truth=nz_truth,
+                   z_fft=scipy.fft.next_fast_len(2 * nz_truth - 1), input_planes=planes,
+                   iso_planes=iso)
+        voxels = grid.z_fft * grid.truth_shape[1] * grid.truth_shape[2]
+        if voxels > 2**31:
+            raise ConfigError(f"shape {list(cfg.shape)} with sampling.oversample={s} needs a "
+                              f"{grid.z_fft}x{grid.truth_shape[1]}x{grid.truth_shape[2]} FFT grid, "
+                              "too large for one pair: use a smaller shape or oversample")
+        return grid
+
+    @property
+    def truth_spacing(self) -> tuple[float, float, float]:
+        """Truth voxel size (dz, dy, dx), µm."""
+        d = self.pixel / self.oversample
+        return (self.pixel / self.oversample_z, d, d)
+
+    @property
+    def truth_shape(self) -> tuple[int, int, int]:
+        """Truth grid (planes, rows, columns): the padded field at the truth resolution."""
+        return (self.nz_truth, self.padded[0] * self.oversample, self.padded[1] * self.oversample)
+
+    @property
+    def extent(self) -> np.ndarray:
+        """Size of the truth box (z, y, x), µm."""
+        return np.asarray(self.truth_shape) * np.asarray(self.truth_spacing)
+
+    @property
+    def z_step(self) -> float:
+        """Distance between acquired planes, µm."""
+        return self.pixel * self.z_factor
+
+    def crop(self, image: np.ndarray) -> np.ndarray:
+        """The detector field (..., ny, nx) out of a padded detector image (..., Py, Px)."""
+        (my, mx), (_, ny, nx) = self.margin, self.detector
+        return image[..., my:my + ny, mx:mx + nx]
+
+    def plane_coords(self, planes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Coordinates (µm, truth-box frame) of the given truth planes and of the detector pixels'
+        centres in the cropped field: vectors (z, y, x)."""
+        dz = self.truth_spacing[0]
+        z = (np.asarray(planes) + 0.5) * dz
+        y = (self.margin[0] + np.arange(self.detector[1]) + 0.5) * self.pixel
+        x = (self.margin[1] + np.arange(self.detector[2]) + 0.5) * self.pixel
+        return z, y, x
+
+
+def _fast_even(n: int, s: int) -> int:
+    """Smallest even m >= n such that s·m is a fast FFT length."""
+    m = n + (n % 2)
+    while scipy.fft.next_fast_len(s * m, real=True) != s * m:
+        m += 2
+    return m
+
+
+def integrate_pixels(volume: np.ndarray, factor: int) -> np.ndarray:
+    """Sum ``factor × factor`` blocks of the last two axes (real-space pixel integration).
+
+    Sizes must be multiples of ``factor``; the result keeps the leading axes.
+    """
+    *lead, ny, nx = volume.shape
+    if ny % factor or nx % factor:
+        raise ValueError(f"lateral size {(ny, nx)} is not a multiple of {factor}")
+    blocks = volume.reshape(*lead, ny // factor, factor, nx // factor, factor)
+    return blocks.sum(axis=(-3, -1), dtype=np.float64).astype(volume.dtype)
+
+
+def pixel_transfer(n: int, factor: int, *, real: bool) -> np.ndarray:
+    """Transfer function of integrating ``factor`` truth voxels into one pixel along an axis of
+    ``n`` voxels, including the 1/factor of decimation in Fourier space (see :func:`fold`).
+
+    Pixel ``q`` sums voxels ``q·factor … q·factor + factor − 1``: v[n] = Σ_t x[n + t] has the
+    transfer Σ_t exp(+2πi k t / n).
+    """
+    k = np.arange(n // 2 + 1) if real else np.arange(n)
+    t = np.arange(factor)
+    return np.exp(2j * np.pi * np.outer(k, t) / n).sum(axis=1) / factor
+
+
+@numba.njit(parallel=True, cache=True)
+def _multiply_fold(spec, otf, s, out):  # pragma: no cover - numba
+    """out = fold(spec · otf): decimate by s along both lateral axes in Fourier space.
+
+    spec, otf: (L, Ny, Nx//2 + 1) half spectra (full along z and y) of a real field, Nx even;
+    out: (L, Ny//s, Mx//2 + 1), Mx = Nx // s. Decimation sums the spectral copies u, u + M,
+    u + 2M, ... of every axis. Along x only half the spectrum is stored: the full index i > Nx/2 is
+    conj(Z[-kz, -ky, Nx - i]) by Hermitian symmetry. Each output element is gathered by one thread
+    in a fixed order (deterministic).
+    """
+    nl, ny, kx = spec.shape
+    nxf = 2 * (kx - 1)
+    py = ny // s
+    mx = nxf // s
+    ko = out.shape[2]
+    for iz in numba.prange(nl):
+        izm = (nl - iz) % nl
+        for p in range(py):
+            for u in range(ko):
+                out[iz, p, u] = 0
+        for row in range(ny):
+            p = row % py
+            rowm = (ny - row) % ny
+            for u in range(ko):
+                acc = out[iz, p, u]
+                for j in range(s):
+                    i = u + j * mx
+                    if i <= nxf // 2:
+                        acc += spec[iz, row, i] * otf[iz, row, i]
+                    else:
+                        acc += (spec[izm, rowm, nxf - i] * otf[izm, rowm, nxf - i]).conjugate()
+                out[iz, p, u] = acc
+
+
+def fold(spectrum: np.ndarray, otf: np.ndarray, factor: int) -> np.ndarray:
+    """Multiply a truth half-spectrum by the OTF and fold it onto the detector's lateral grid.
+
+    ``otf`` must already include :func:`pixel_transfer` along y and x, so that the inverse FFT of
+    the result at the detector size is the pixel-integrated, blurred image.
+    """
+    nl, ny, kx = spectrum.shape
+    out = np.empty((nl, ny // factor, (2 * (kx - 1)) // factor // 2 + 1), np.complex64)
+    _multiply_fold(spectrum, otf, factor, out)
+    return out
+
+
+def interpolate_axis(stack: np.ndarray, factor: int, axis: int = 0, order: int = 1) -> np.ndarray:
+    """Upsample ``axis`` by an integer factor with a spline through the samples.
+
+    Sample i sits at i·factor in the output, which has (n − 1)·factor + 1 entries along ``axis``
+    (no extrapolation past the last sample). ``order`` 1 is linear, 3 cubic.
+    """
+    n = stack.shape[axis]
+    if n < 2:
+        raise ValueError("need at least two samples to interpolate")
+    order = min(order, n - 1)
+    spline = make_interp_spline(np.arange(n) * factor, stack, k=order, axis=axis)
+    return np.ascontiguousarray(spline(np.arange((n - 1) * factor + 1)), dtype=np.float32)

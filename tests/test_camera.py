@@ -1,0 +1,88 @@
+"""Camera statistics: Poisson-Gaussian, EM gain, quantisation, saturation, fixed pattern."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simulate.camera import Camera
+from simulate.errors import SynthcareError
+
+FLAT = (1000, 1000)  # 10^6 pixels
+
+
+@pytest.mark.parametrize(("qe", "gain", "offset", "read", "dark", "s"), [
+    (0.8, 1.0, 100.0, 1.5, 0.0, 20.0),
+    (0.7, 2.2, 300.0, 3.0, 0.5, 5.0),
+    (0.9, 0.5, 50.0, 8.0, 0.1, 100.0),
+])
+def test_flat_field_mean_and_variance(qe, gain, offset, read, dark, s):
+    cam = Camera(qe=qe, gain=gain, offset=offset, read_noise=read, dark=dark)
+    img = cam.capture(np.full(FLAT, s), np.random.default_rng(0)).astype(np.float64)
+    signal = qe * s + dark
+    assert img.mean() == pytest.approx(gain * signal + offset, rel=0.02)
+    assert img.var() == pytest.approx(gain**2 * (signal + read**2) + 1 / 12, rel=0.02)
+    assert np.array_equal(img, np.rint(img))  # integer ADU
+
+
+def test_em_gain_excess_noise_factor_two():
+    g, gain, read, qe, s = 50.0, 0.2, 20.0, 0.9, 8.0
+    cam = Camera(qe=qe, gain=gain, offset=500, read_noise=read, em_gain=g, bits=None)
+    img = cam.capture(np.full(FLAT, s), np.random.default_rng(1)).astype(np.float64)
+    signal = qe * s
+    assert img.mean() == pytest.approx(gain * g * signal + 500, rel=0.02)
+    f2 = ((img.var() - 1 / 12) / gain**2 - read**2) / (g**2 * signal)
+    assert f2 == pytest.approx(2.0, rel=0.05)
+
+
+def test_saturation_and_bits():
+    cam = Camera(gain=4.0, offset=100, bits=12)
+    img = cam.capture(np.full((100, 100), 5000.0), np.random.default_rng(2))
+    assert img.max() == 4095 and img.min() >= 0
+    dark = Camera(offset=0, read_noise=5).capture(np.zeros((100, 100)), np.random.default_rng(2))
+    assert dark.min() == 0  # negative excursions clip at 0
+
+
+def test_photon_counting_is_poisson():
+    cam = Camera(qe=0.5, photon_counting=True, dark=0.2)
+    img = cam.capture(np.full(FLAT, 4.0), np.random.default_rng(3)).astype(np.float64)
+    assert img.mean() == pytest.approx(2.2, rel=0.01)
+    assert img.var() == pytest.approx(2.2, rel=0.02)
+
+
+def test_hot_pixels_are_a_fixed_pattern():
+    cam = Camera(hot_pixels=0.01, hot_level=1000.0, read_noise=1.0)
+    a = cam.capture(np.zeros((200, 200)), np.random.default_rng(4))
+    b = cam.capture(np.zeros((200, 200)), np.random.default_rng(5))
+    hot_a, hot_b = a > 300, b > 300
+    assert hot_a.mean() == pytest.approx(0.01 * np.exp(-200 / 1000), rel=0.25)
+    assert (hot_a & hot_b).sum() >= 0.9 * hot_a.sum()  # same pixels in every frame
+
+
+def test_scmos_maps_and_expected():
+    rng = np.random.default_rng(6)
+    offset = rng.uniform(90, 110, (64, 64))
+    cam = Camera(offset=offset, read_noise=0.0, qe=1.0)
+    frames = np.stack([cam.capture(np.zeros((64, 64)), rng) for _ in range(20)])
+    np.testing.assert_allclose(frames.mean(axis=0), np.rint(offset), atol=1e-6)
+    assert cam.expected(np.zeros(3))[0] == pytest.approx(offset.mean(), rel=1e-6)
+
+
+def test_expected_round_trip():
+    cam = Camera(qe=0.7, gain=2.0, offset=100, dark=0.3, em_gain=10)
+    s = np.array([0.0, 1.0, 50.0])
+    np.testing.assert_allclose(cam.photons_from_expected(cam.expected(s)), s, atol=1e-4)
+
+
+@pytest.mark.parametrize(("kw", "name"), [({"qe": 0.0}, "qe"), ({"qe": 1.5}, "qe"),
+                                          ({"gain": -1.0}, "gain"), ({"read_noise": -2}, "read_noise"),
+                                          ({"em_gain": 0.5}, "em_gain"), ({"bits": 40}, "bits"),
+                                          ({"hot_pixels": 2.0}, "hot_pixels")])
+def test_bad_camera_parameters(kw, name):
+    with pytest.raises(SynthcareError, match=name):
+        Camera(**kw)
+
+
+def test_negative_photons_rejected():
+    with pytest.raises(SynthcareError, match="photons"):
+        Camera().capture(np.array([1.0, -1.0]), np.random.default_rng(0))
