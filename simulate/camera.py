@@ -19,11 +19,15 @@ nominal parameters), so fixed-pattern noise is something restoration should remo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from .errors import SynthcareError
+from .rng import gamma, normal, poisson
+from .rng import key_from as rng_key
 
 
 def _check(name: str, value, lo: float, hi: float = np.inf, *, lo_open: bool = False) -> None:
@@ -128,24 +132,49 @@ class Camera:
     def capture(self, photons: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One exposure: expected photons per pixel (before QE) → integer-valued ADU (float32).
 
-        ``photons`` is (..., ny, nx); per-pixel maps broadcast against its last two axes.
+        ``photons`` is (..., ny, nx); per-pixel maps broadcast against its last two axes. The
+        frame's randomness is keyed by one draw from ``rng``; each pixel then draws from its own
+        counter-based stream (:mod:`simulate.rng`), so the frame is bit-identical whatever the
+        number of threads.
         """
-        s = np.asarray(photons, dtype=np.float64)
+        s = np.asarray(photons, dtype=np.float32)
         if not np.all(np.isfinite(s)) or (s.size and s.min() < 0):
             raise SynthcareError("photons must be finite and non-negative")
-        mean_e = self.qe * s + self.dark
-        hot = self.hot_map(s.shape)
-        if hot is not None:
-            mean_e = mean_e + hot
-        e = rng.poisson(mean_e).astype(np.float64)
-        if self.em_gain is not None:
-            # Gamma(n, G) for n ≥ 1 electrons; zero stays zero. Var/mean² → 2/n: F² = 2.
-            e = np.where(e > 0, rng.gamma(np.maximum(e, 1.0), self.em_gain), 0.0)
-        if self.photon_counting:
-            adu = e
-        else:
-            e += np.asarray(self.read_noise) * rng.standard_normal(e.shape)
-            adu = np.asarray(self.gain) * e + np.asarray(self.offset)
-        adu = np.rint(adu)
-        hi = np.inf if self.bits is None else 2.0 ** int(self.bits) - 1
-        return np.clip(adu, 0, hi).astype(np.float32)
+        frames = np.ascontiguousarray(s.reshape(-1, *s.shape[-2:]) if s.ndim >= 2
+                                      else s.reshape(1, 1, -1))
+        plane = frames.shape[1:]
+
+        def per_pixel(value) -> np.ndarray:
+            return np.broadcast_to(np.asarray(value, np.float64), plane)
+
+        hot = self.hot_map(plane) if s.ndim >= 2 else None
+        out = np.empty(frames.shape, np.float32)
+        k0, k1 = rng_key(rng)
+        _capture(frames, float(self.qe), float(self.dark), per_pixel(0.0 if hot is None else hot),
+                 0.0 if self.em_gain is None else float(self.em_gain), per_pixel(self.read_noise),
+                 per_pixel(self.gain), per_pixel(self.offset), bool(self.photon_counting),
+                 np.inf if self.bits is None else 2.0 ** int(self.bits) - 1, k0, k1, out)
+        return out.reshape(s.shape)
+
+
+@numba.njit(parallel=True, cache=True)
+def _capture(photons, qe, dark, hot, em_gain, read_noise, gain, offset, counting, top, k0, k1,
+             out):  # pragma: no cover - numba
+    nf, ny, nx = photons.shape
+    for row in numba.prange(nf * ny):
+        f = row // ny
+        y = row - f * ny
+        for x in range(nx):
+            i = row * nx + x  # this pixel's stream
+            e, draw = poisson(qe * photons[f, y, x] + dark + hot[y, x], i, 0, k0, k1)
+            if em_gain > 0.0 and e > 0.0:
+                # Gamma(n, G): the EM register's output for n input electrons (F² = 2)
+                g, draw = gamma(e, i, draw, k0, k1)
+                e = g * em_gain
+            if counting:
+                adu = e
+            else:
+                r, draw = normal(i, draw, k0, k1)
+                adu = gain[y, x] * (e + read_noise[y, x] * r) + offset[y, x]
+            adu = math.floor(adu + 0.5)
+            out[f, y, x] = min(max(adu, 0.0), top)

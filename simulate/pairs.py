@@ -110,19 +110,20 @@ def simulate_pair(config: SimConfig, seed: int, index: int, *, keep_truth: bool 
     clock.lap("geometry")
     truth = render.render(sample, grid.truth_shape, grid.truth_spacing)
     clock.lap("render")
-    spectrum = convolve.truth_spectrum(truth, grid.z_fft)
+    keys = (convolve.optics_key(cfg.optics),)
+    if cfg.task == "deconvolve":
+        keys += (convolve.narrow_key(cfg.target.fwhm_xy or 2 * grid.pixel,
+                                     cfg.target.fwhm_z or 2 * grid.z_step),)
+    plan = convolve.plan(keys, grid)
+    spectrum = convolve.truth_spectrum(truth, plan, grid)
     clock.lap("fft")
 
-    h = convolve.detector_otf(cfg.optics, grid)
     in_planes = grid.input_planes
     tgt_planes = grid.iso_planes if cfg.task == "upsample" else in_planes
-    both = convolve.detector_planes(spectrum, h, grid, in_planes + tgt_planes)
+    both = convolve.detector_planes(spectrum, plan, 0, grid, in_planes + tgt_planes)
     signal_in, signal_tgt = both[:len(in_planes)], both[len(in_planes):]
     if cfg.task == "deconvolve":
-        fxy = cfg.target.fwhm_xy or 2 * grid.pixel
-        fz = cfg.target.fwhm_z or 2 * grid.z_step
-        narrow = convolve.gaussian_target_otf(fxy, fz, grid)
-        signal_tgt = convolve.detector_planes(spectrum, narrow, grid, in_planes)
+        signal_tgt = convolve.detector_planes(spectrum, plan, 1, grid, in_planes)
     peak = float(signal_in.max())
     scale = cfg.camera.photons / peak if peak > 0 else 0.0
     photons_in = signal_in * scale + _background(cfg, grid, in_planes, field)

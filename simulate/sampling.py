@@ -155,49 +155,62 @@ def pixel_transfer(n: int, factor: int, *, real: bool) -> np.ndarray:
     return np.exp(2j * np.pi * np.outer(k, t) / n).sum(axis=1) / factor
 
 
+def fold_targets(ny: int, nx: int, factor: int, rows: np.ndarray,
+                 cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where stored half-spectrum frequencies land when the lateral grid is decimated by
+    ``factor`` (pixel integration, in Fourier space).
+
+    A truth field of (ny, nx) pixels, nx even, stores frequencies (row, col) with col <= nx/2;
+    decimation by ``factor`` folds every frequency onto index (row mod Py, col mod Mx) of the
+    detector grid (Py = ny / factor, Mx = nx / factor), whose half spectrum keeps u <= Mx/2.
+    A stored frequency with 0 < col < nx/2 also stands for its Hermitian mirror
+    (-row, nx - col), conjugated. Returns ``direct`` and ``mirror``, each (n, 2) int64 of
+    (p, u), with u = -1 where the frequency does not land in the stored half.
+    """
+    py, mx = ny // factor, nx // factor
+    keep = mx // 2
+
+    def target(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        u = c % mx
+        return np.stack([r % py, np.where(u <= keep, u, -1)], axis=1).astype(np.int64)
+
+    direct = target(rows, cols)
+    mirror = target((ny - rows) % ny, nx - cols)
+    mirror[(cols == 0) | (cols >= nx // 2), 1] = -1
+    return direct, mirror
+
+
 @numba.njit(parallel=True, cache=True)
-def _multiply_fold(spec, otf, s, out):  # pragma: no cover - numba
-    """out = fold(spec · otf): decimate by s along both lateral axes in Fourier space.
+def _multiply_fold(spec, otf, active, direct, mirror, out):  # pragma: no cover - numba
+    nz = spec.shape[0]
+    for iz in numba.prange(nz):
+        izm = (nz - iz) % nz
+        out[iz] = 0
+        if active[iz]:
+            for s in range(spec.shape[1]):
+                u = direct[s, 1]
+                if u >= 0:
+                    out[iz, direct[s, 0], u] += spec[iz, s] * otf[iz, s]
+        if active[izm]:
+            for s in range(spec.shape[1]):
+                u = mirror[s, 1]
+                if u >= 0:
+                    out[iz, mirror[s, 0], u] += (spec[izm, s] * otf[izm, s]).conjugate()
 
-    spec, otf: (L, Ny, Nx//2 + 1) half spectra (full along z and y) of a real field, Nx even;
-    out: (L, Ny//s, Mx//2 + 1), Mx = Nx // s. Decimation sums the spectral copies u, u + M,
-    u + 2M, ... of every axis. Along x only half the spectrum is stored: the full index i > Nx/2 is
-    conj(Z[-kz, -ky, Nx - i]) by Hermitian symmetry. Each output element is gathered by one thread
-    in a fixed order (deterministic).
+
+def fold(spectrum: np.ndarray, otf: np.ndarray, active: np.ndarray, direct: np.ndarray,
+         mirror: np.ndarray, out_shape: tuple[int, int, int]) -> np.ndarray:
+    """Multiply a truth spectrum by the OTF and fold it onto the detector's lateral grid.
+
+    ``spectrum`` and ``otf`` are (L, n): L axial frequencies × n stored lateral frequencies
+    (the OTF's support, see :mod:`simulate.convolve`), ``active`` (L,) marks axial frequencies
+    where the OTF is non-zero, ``direct``/``mirror`` from :func:`fold_targets`. The OTF must
+    include :func:`pixel_transfer`, so that the inverse FFT of the result, (L, Py, Mx//2 + 1),
+    is the pixel-integrated, blurred field. Every output plane is gathered by one thread in a
+    fixed order (deterministic).
     """
-    nl, ny, kx = spec.shape
-    nxf = 2 * (kx - 1)
-    py = ny // s
-    mx = nxf // s
-    ko = out.shape[2]
-    for iz in numba.prange(nl):
-        izm = (nl - iz) % nl
-        for p in range(py):
-            for u in range(ko):
-                out[iz, p, u] = 0
-        for row in range(ny):
-            p = row % py
-            rowm = (ny - row) % ny
-            for u in range(ko):
-                acc = out[iz, p, u]
-                for j in range(s):
-                    i = u + j * mx
-                    if i <= nxf // 2:
-                        acc += spec[iz, row, i] * otf[iz, row, i]
-                    else:
-                        acc += (spec[izm, rowm, nxf - i] * otf[izm, rowm, nxf - i]).conjugate()
-                out[iz, p, u] = acc
-
-
-def fold(spectrum: np.ndarray, otf: np.ndarray, factor: int) -> np.ndarray:
-    """Multiply a truth half-spectrum by the OTF and fold it onto the detector's lateral grid.
-
-    ``otf`` must already include :func:`pixel_transfer` along y and x, so that the inverse FFT of
-    the result at the detector size is the pixel-integrated, blurred image.
-    """
-    nl, ny, kx = spectrum.shape
-    out = np.empty((nl, ny // factor, (2 * (kx - 1)) // factor // 2 + 1), np.complex64)
-    _multiply_fold(spectrum, otf, factor, out)
+    out = np.empty(out_shape, np.complex64)
+    _multiply_fold(spectrum, otf, active, direct, mirror, out)
     return out
 
 
