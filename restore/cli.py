@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from simulate.config import SimConfig, field_names, list_presets, load, preset_text
+from simulate import field_names, list_presets, load, preset_text
 from simulate.errors import SynthcareError
 
 
@@ -39,7 +39,9 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 def cmd_presets(args: argparse.Namespace) -> None:
     if args.fields:
-        for name in field_names(SimConfig):
+        from .config import RunConfig
+
+        for name in field_names(RunConfig):
             print(name)
         return
     if args.name:
@@ -50,13 +52,73 @@ def cmd_presets(args: argparse.Namespace) -> None:
         print(f"{name:12s} {first}")
 
 
-def cmd_demo(args: argparse.Namespace) -> None:
-    from simulate.io import preview, write_dataset
+def _steps_minutes(args: argparse.Namespace) -> list[str]:
+    extra = []
+    if args.steps is not None:
+        extra.append(f"train.steps={args.steps}")
+    if args.minutes is not None:
+        extra.append(f"train.minutes={args.minutes}")
+        if args.steps is None:
+            extra.append("train.steps=null")
+    return extra
 
-    cfg = load("denoise2d")
-    png = preview(cfg, f"{args.out}/preview.png")
-    out = write_dataset(cfg, f"{args.out}/pairs", 4)
-    print(f"demo: simulated 2D denoising pairs in {out}, preview {png}")
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .config import load_run
+    from .train import train
+
+    run = load_run(args.preset, args.config, args.overrides + _steps_minutes(args))
+    summary = train(run, args.out, pairs=args.pairs, resume=args.resume)
+    print(f"{summary['status']}: {summary['steps']} steps in {summary['seconds'] / 60:.1f} min, "
+          f"best validation loss {summary['best_val_loss']:.4f}, model in {summary['out']}")
+    if summary["status"] == "interrupted":
+        print("resume with the same command and --resume")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from simulate import read_tiff, write_tiff
+
+    from .predict import predict
+    from .train import load_model
+
+    model, _, _ = load_model(args.model)
+    image, meta = read_tiff(args.input)
+    axes = args.axes or _default_axes(meta.get("axes"), image.ndim)
+    tiles = None if args.tiles == "none" else "auto" if args.tiles == "auto" else _ints(args.tiles)
+    restored = predict(model, image, axes, tiles, progress=True)
+    spacing = meta.get("spacing") or (1.0,) * min(3, image.ndim)
+    write_tiff(args.output, restored, spacing, axes=axes if len(axes) == restored.ndim else None)
+    print(f"restored {args.input} ({image.shape}, axes {axes}) -> {args.output}")
+
+
+def _default_axes(tiff_axes: str | None, ndim: int) -> str:
+    if tiff_axes and len(tiff_axes) == ndim:
+        mapped = tiff_axes.replace("Q", "Z").replace("I", "Z").replace("S", "C")
+        if set(mapped) <= set("CZYX") and len(set(mapped)) == ndim:
+            return mapped
+    if ndim in (2, 3):
+        return "ZYX"[3 - ndim:]
+    raise SynthcareError(f"cannot guess the axes of a {ndim}D image: give --axes (e.g. ZCYX)")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise SynthcareError(f"--tiles must be 'auto', 'none' or counts like 2,4,4; got {text!r}") from None
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .evaluate import evaluate, table
+
+    result = evaluate(args.model, args.n, json_path=args.json)
+    print(table(result))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import demo
+
+    demo(args.out, minutes=args.minutes)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,8 +136,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preview", metavar="PNG", help="write a montage of pair 0")
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("demo", help="run the built-in demo (simulate 2D denoising pairs)")
+    p = sub.add_parser("train", help="train a CARE network on simulated (or real) pairs",
+                       description="Train on pairs simulated on the fly (or --pairs DIR).")
+    _add_config_args(p)
+    p.add_argument("--pairs", help="folder of real pairs (low/ and GT/ TIFFs with matching names)")
+    p.add_argument("--steps", type=int, help="optimiser steps (overrides train.steps)")
+    p.add_argument("--minutes", type=float, help="wall-clock budget (overrides train.minutes)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, run.yaml)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="restore an image with a trained model",
+                       description="Restore a TIFF of any size (tiled automatically).")
+    p.add_argument("--model", required=True, help="run folder of a trained model")
+    p.add_argument("input", help="input TIFF")
+    p.add_argument("-o", "--output", required=True, help="output TIFF (float32)")
+    p.add_argument("--axes", help="axes of the input, e.g. YX, ZYX, CYX (default: from the file)")
+    p.add_argument("--tiles", default="auto", help="auto, none, or counts per axis like 1,4,4")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="score a model on held-out simulated images",
+                       description="PSNR/SSIM/NRMSE of input, tuned Gaussian filter and network.")
+    p.add_argument("--model", required=True, help="run folder of a trained model")
+    p.add_argument("--n", type=int, default=8, help="held-out pairs (default 8)")
+    p.add_argument("--json", help="also write the scores as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="simulate, train briefly, restore and report (≤ 5 min on 2 cores)")
     p.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
+    p.add_argument("--minutes", type=float, default=3.0, help="training minutes (default 3)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("presets", help="list the built-in presets, or print one",

@@ -13,27 +13,63 @@ Arrays are float32, axes ZYX or YX; lengths in µm; intensities in photons until
 Never imports torch.
 """
 
+import numba
+
 from . import camera, convolve, pairs, phantoms, psf, render, sampling
 from .camera import Camera
-from .config import SimConfig, list_presets, load
+from .config import (
+    Settings,
+    SimConfig,
+    apply_overrides,
+    field_names,
+    list_presets,
+    load,
+    load_preset,
+    preset_text,
+    read_yaml,
+    validate,
+)
 from .errors import ConfigError, SynthcareError
+from .io import atomic_write, ensure_writable, read_tiff, versions, write_tiff
 from .pairs import Pair, make_pair, simulate_pair
+from .sampling import interpolate_axis
+
+
+def set_threads(n: int) -> None:
+    """Threads for the simulator's numba kernels and FFTs (e.g. 1 inside DataLoader workers)."""
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    convolve.WORKERS = max(1, n)
+
 
 __all__ = [
     "Camera",
     "ConfigError",
     "Pair",
+    "Settings",
     "SimConfig",
     "SynthcareError",
+    "apply_overrides",
+    "atomic_write",
     "camera",
     "convolve",
+    "ensure_writable",
+    "field_names",
+    "interpolate_axis",
     "list_presets",
     "load",
+    "load_preset",
     "make_pair",
     "pairs",
     "phantoms",
+    "preset_text",
     "psf",
+    "read_tiff",
+    "read_yaml",
     "render",
     "sampling",
+    "set_threads",
     "simulate_pair",
+    "validate",
+    "versions",
+    "write_tiff",
 ]

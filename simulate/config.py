@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -37,11 +38,13 @@ PSF_MODELS = ("gaussian", "widefield", "confocal", "lightsheet", "measured")
 MAX_TRUTH_VOXELS = 2**31 - 1
 
 
-class _Model(BaseModel):
+class Settings(BaseModel):
+    """Base of every settings model: unknown fields are errors, instances are immutable."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
-class Microtubules(_Model):
+class Microtubules(Settings):
     """Smooth random filaments (worm-like chains) crossing the volume."""
 
     density: float = Field(0.4, ge=0, description="filament length per volume, µm/µm³ (3D) or "
@@ -52,7 +55,7 @@ class Microtubules(_Model):
                                      "the brightness between filaments")
 
 
-class Granules(_Model):
+class Granules(Settings):
     """Spheres or ellipsoids (granules, vesicles), optionally hollow and clustered."""
 
     density: float = Field(0.02, ge=0, description="granules per µm³ (3D) or per µm² (2D); 0 disables")
@@ -69,7 +72,7 @@ class Granules(_Model):
                                   "centre, µm")
 
 
-class Beads(_Model):
+class Beads(Settings):
     """Sub-resolution point sources."""
 
     density: float = Field(0.0, ge=0, description="beads per µm³ (3D) or per µm² (2D); 0 disables")
@@ -77,7 +80,7 @@ class Beads(_Model):
     brightness_spread: float = Field(0.0, ge=0, le=3, description="coefficient of variation")
 
 
-class SampleConfig(_Model):
+class SampleConfig(Settings):
     """The ground-truth sample: a mixture of structures plus background."""
 
     microtubules: Microtubules = Microtubules()
@@ -93,7 +96,7 @@ class SampleConfig(_Model):
                                     "depth; a larger value extends the sample above and below")
 
 
-class OpticsConfig(_Model):
+class OpticsConfig(Settings):
     """The objective and the PSF model."""
 
     psf: Literal["gaussian", "widefield", "confocal", "lightsheet", "measured"] = "widefield"
@@ -124,19 +127,21 @@ class OpticsConfig(_Model):
         return self
 
 
-class SamplingConfig(_Model):
+class SamplingConfig(Settings):
     """Detector sampling and the fine truth grid."""
 
     pixel: float = Field(0.1, gt=0, le=10, description="lateral detector pixel size in the sample, µm")
     z_factor: int = Field(2, ge=1, le=20, description="z-step as a multiple of the pixel (anisotropy k)")
-    oversample: int = Field(2, ge=1, le=8, description="truth voxels per detector pixel, laterally")
-    oversample_z: int = Field(1, ge=1, le=8, description="truth planes per pixel length along z: the "
-                              "truth z spacing is pixel / oversample_z")
+    oversample: int | None = Field(None, ge=1, le=8, description="truth voxels per detector pixel, "
+                                   "laterally (default: the smallest >= 2 that resolves the OTF)")
+    oversample_z: int | None = Field(None, ge=1, le=8, description="truth planes per pixel length "
+                                     "along z: the truth z spacing is pixel / oversample_z (default: "
+                                     "the smallest that resolves the axial OTF)")
     margin: float | None = Field(None, ge=0, description="sample rendered beyond each lateral edge, µm "
                                  "(default: 4 λ/NA, at least 1 µm)")
 
 
-class CameraConfig(_Model):
+class CameraConfig(Settings):
     """Photon budget and camera (see :class:`simulate.camera.Camera`)."""
 
     photons: float = Field(20.0, gt=0, description="expected photons at the brightest pixel of the "
@@ -155,7 +160,7 @@ class CameraConfig(_Model):
     pattern_seed: int = Field(0, ge=0, description="seed of the camera's fixed pattern (hot pixels)")
 
 
-class TargetConfig(_Model):
+class TargetConfig(Settings):
     """How training targets are made."""
 
     noise: Literal["none", "high"] = Field("none", description="'none': the noise-free expected image; "
@@ -167,7 +172,7 @@ class TargetConfig(_Model):
                                  "µm (default 2 z-steps)")
 
 
-class SimConfig(_Model):
+class SimConfig(Settings):
     """Everything that defines a simulated pair, except the (seed, index) that draws it."""
 
     task: Literal["denoise", "upsample", "isotropic", "deconvolve", "n2n"] = "denoise"
@@ -200,6 +205,26 @@ class SimConfig(_Model):
                 raise ValueError(f"task '{self.task}' needs sampling.z_factor >= 2 "
                                  f"(got {self.sampling.z_factor})")
         return self
+
+    @model_validator(mode="after")
+    def _truth_resolves_optics(self) -> SimConfig:
+        self.oversampling()
+        return self
+
+    def oversampling(self) -> tuple[int, int]:
+        """(lateral, axial) truth oversampling: the configured values, or the smallest that
+        resolve the OTF. The PSF is sampled point-wise on the truth grid, which is exact only if
+        the grid's Nyquist frequency exceeds the OTF cutoff (by a margin, :data:`RESOLVE`)."""
+        kz, kxy = otf_cutoffs(self.optics)
+        pixel = self.sampling.pixel
+        need = (math.ceil(pixel * 2 * RESOLVE * kxy - 1e-9), math.ceil(pixel * 2 * RESOLVE * kz - 1e-9))
+        given = (self.sampling.oversample, self.sampling.oversample_z)
+        for name, g, n in zip(("oversample", "oversample_z"), given, need, strict=True):
+            if g is not None and g < n:
+                raise ValueError(f"sampling.{name} = {g} is too coarse for these optics: the truth "
+                                 f"grid must resolve the OTF, so use at least {n} (or leave it unset)")
+        return (given[0] if given[0] is not None else max(2, need[0]),
+                given[1] if given[1] is not None else max(1, need[1]))
 
     @property
     def ndim(self) -> int:
@@ -243,6 +268,25 @@ class SimConfig(_Model):
 
 
 # ---------------------------------------------------------------------------------------------
+RESOLVE = 1.25  # the truth grid's Nyquist frequency must exceed the OTF cutoff by this factor
+
+
+def otf_cutoffs(optics: OpticsConfig) -> tuple[float, float]:
+    """(axial, lateral) cutoff frequencies of the OTF, cycles/µm: 2·NA/λ laterally and
+    (n − √(n² − NA²))/λ axially for widefield detection; a confocal adds its excitation's, a
+    light sheet its sheet's (2/FWHM)."""
+    def det(lam: float) -> tuple[float, float]:
+        return ((optics.ni - math.sqrt(optics.ni**2 - optics.na**2)) / lam, 2 * optics.na / lam)
+
+    kz, kxy = det(optics.wavelength)
+    if optics.psf == "confocal":
+        ez, exy = det(optics.excitation_wavelength)
+        kz, kxy = kz + ez, kxy + exy
+    elif optics.psf == "lightsheet":
+        kz += 2.0 / optics.sheet_fwhm
+    return kz, kxy
+
+
 def validate(model: type[BaseModel], data: dict[str, Any]) -> Any:
     """Validate ``data`` against ``model``; turn pydantic's errors into one :class:`ConfigError`."""
     if not isinstance(data, dict):

@@ -56,14 +56,14 @@ def otf(psf: np.ndarray) -> np.ndarray:
     return scipy.fft.rfftn(np.fft.ifftshift(psf), workers=WORKERS).astype(np.complex64)
 
 
-def optics_key(optics) -> tuple:
-    """Cache key of an :class:`~simulate.config.OpticsConfig`'s PSF (a measured PSF's file
-    modification time included, so an edited file is not served stale)."""
-    key: tuple = ("optics", optics)
+def optics_key(optics, ndim: int = 3) -> tuple:
+    """Cache key of an :class:`~simulate.config.OpticsConfig`'s PSF for a ``ndim``-D simulation
+    (a measured PSF's file modification time included, so an edited file is not served stale)."""
+    mtime = None
     if optics.psf == "measured":
         p = Path(optics.psf_file)
-        key += (p.stat().st_mtime_ns if p.exists() else None,)
-    return key
+        mtime = p.stat().st_mtime_ns if p.exists() else None
+    return ("optics", optics, ndim, mtime)
 
 
 def narrow_key(fwhm_xy: float, fwhm_z: float) -> tuple:
@@ -75,23 +75,32 @@ def narrow_key(fwhm_xy: float, fwhm_z: float) -> tuple:
 def _psf_for(key: tuple, shape: tuple[int, ...], spacing: tuple[float, ...]) -> np.ndarray:
     if key[0] == "narrow":
         return psf_models.narrow_gaussian(shape, spacing, fwhm_xy=key[1], fwhm_z=key[2])
-    return psf_models.from_config(key[1], shape, spacing)
+    return psf_models.from_config(key[1], shape, spacing, thin_sample=key[2] == 2)
 
 
-def detector_otf(key: tuple, grid: Grid) -> np.ndarray:
-    """Full OTF (L, Ny, Nx//2 + 1) of a PSF key on ``grid``'s FFT grid, with pixel integration."""
+def detector_otf(key: tuple, grid: Grid) -> tuple[np.ndarray, float]:
+    """Full OTF (L, Ny, Nx//2 + 1) of a PSF key on ``grid``'s FFT grid, with pixel integration,
+    and the light the PSF's focal plane carries (its sum)."""
     shape = (grid.z_fft, *grid.truth_shape[1:])
-    h = otf(_psf_for(key, shape, grid.truth_spacing))
+    psf = _psf_for(key, shape, grid.truth_spacing)
+    focus = float(psf[shape[0] // 2].sum(dtype=np.float64))
+    h = otf(psf)
     s = grid.oversample
     h *= pixel_transfer(shape[1], s, real=False).astype(np.complex64)[None, :, None]
     h *= pixel_transfer(shape[2], s, real=True).astype(np.complex64)[None, None, :]
-    return h
+    return h, focus
 
 
 @functools.lru_cache(maxsize=4)
 def plan(keys: tuple, grid: Grid, threshold: float = SUPPORT_THRESHOLD) -> Plan:
-    """Cached :class:`Plan` for the PSFs ``keys`` (from :func:`optics_key`, :func:`narrow_key`)."""
-    full = [detector_otf(k, grid) for k in keys]
+    """Cached :class:`Plan` for the PSFs ``keys`` (from :func:`optics_key`, :func:`narrow_key`).
+
+    The first PSF is the acquisition's; the others (targets) are scaled so their focal plane
+    carries the same light as the acquisition PSF's, keeping targets in the input's photometric
+    scale whether the input PSF is normalised per plane (widefield) or per volume (confocal).
+    """
+    full, focus = zip(*(detector_otf(k, grid) for k in keys), strict=True)
+    full = [h if i == 0 else h * np.complex64(focus[0] / focus[i]) for i, h in enumerate(full)]
     _, ny, kx = full[0].shape
     lateral = np.zeros((ny, kx), bool)
     for h in full:

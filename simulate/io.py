@@ -66,8 +66,37 @@ def write_tiff(path: str | Path, image: np.ndarray, spacing: tuple[float, ...], 
         tmp, image, imagej=True, resolution=(1.0 / dx, 1.0 / dy), metadata=meta))
 
 
+_UNITS_UM = {"um": 1.0, "µm": 1.0, "\u00b5m": 1.0, "micron": 1.0, "microns": 1.0,
+             "micrometer": 1.0, "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
+
+
+def tiff_spacing(tif: tifffile.TiffFile) -> tuple[float, ...] | None:
+    """Voxel size in µm, (dz, dy, dx) or (dy, dx), from the resolution tags and ImageJ's
+    ``spacing`` and ``unit``; None if absent or in an unknown unit."""
+    page = tif.pages[0]
+    if "XResolution" not in page.tags or "YResolution" not in page.tags:
+        return None
+    xr, yr = page.tags["XResolution"].value, page.tags["YResolution"].value
+    if not (xr[0] and yr[0]):
+        return None
+    ij = tif.imagej_metadata or {}
+    unit = str(ij.get("unit", "")).strip().lower().replace("\\u00b5", "µ")
+    if unit:
+        factor = _UNITS_UM.get(unit)
+    else:  # TIFF ResolutionUnit: 2 inch, 3 centimetre, 1 none (unknown)
+        res_unit = int(page.tags["ResolutionUnit"].value) if "ResolutionUnit" in page.tags else 1
+        factor = {2: 25400.0, 3: 10000.0}.get(res_unit)
+    if factor is None:
+        return None
+    spacing = (factor * yr[1] / yr[0], factor * xr[1] / xr[0])
+    if "spacing" in ij:
+        spacing = (factor * float(ij["spacing"]), *spacing)
+    return spacing
+
+
 def read_tiff(path: str | Path) -> tuple[np.ndarray, dict]:
-    """Read a TIFF; returns the array and ``{'axes': str | None, 'spacing': tuple | None}``."""
+    """Read a TIFF; returns the array and ``{'axes': str | None, 'spacing': tuple | None}``
+    (spacing in µm, see :func:`tiff_spacing`)."""
     path = Path(path)
     if not path.is_file():
         raise SynthcareError(f"file not found: {path}")
@@ -75,15 +104,7 @@ def read_tiff(path: str | Path) -> tuple[np.ndarray, dict]:
         with tifffile.TiffFile(path) as tif:
             data = tif.asarray()
             axes = tif.series[0].axes if tif.series else None
-            ij = tif.imagej_metadata or {}
-            page = tif.pages[0]
-            spacing = None
-            if "XResolution" in page.tags and "YResolution" in page.tags:
-                xr, yr = page.tags["XResolution"].value, page.tags["YResolution"].value
-                if xr[0] and yr[0]:
-                    spacing = (yr[1] / yr[0], xr[1] / xr[0])
-                    if "spacing" in ij:
-                        spacing = (float(ij["spacing"]), *spacing)
+            spacing = tiff_spacing(tif)
     except (tifffile.TiffFileError, ValueError, OSError) as exc:
         raise SynthcareError(f"cannot read TIFF {path}: {exc}") from None
     return data, {"axes": axes, "spacing": spacing}

@@ -110,7 +110,7 @@ def simulate_pair(config: SimConfig, seed: int, index: int, *, keep_truth: bool 
     clock.lap("geometry")
     truth = render.render(sample, grid.truth_shape, grid.truth_spacing)
     clock.lap("render")
-    keys = (convolve.optics_key(cfg.optics),)
+    keys = (convolve.optics_key(cfg.optics, cfg.ndim),)
     if cfg.task == "deconvolve":
         keys += (convolve.narrow_key(cfg.target.fwhm_xy or 2 * grid.pixel,
                                      cfg.target.fwhm_z or 2 * grid.z_step),)
@@ -120,19 +120,23 @@ def simulate_pair(config: SimConfig, seed: int, index: int, *, keep_truth: bool 
 
     in_planes = grid.input_planes
     tgt_planes = grid.iso_planes if cfg.task == "upsample" else in_planes
-    both = convolve.detector_planes(spectrum, plan, 0, grid, in_planes + tgt_planes)
-    signal_in, signal_tgt = both[:len(in_planes)], both[len(in_planes):]
+    both = convolve.detector_planes(spectrum, plan, 0, grid, in_planes + tgt_planes, crop=False)
+    signal_in, signal_tgt = grid.crop(both[:len(in_planes)]), grid.crop(both[len(in_planes):])
     if cfg.task == "deconvolve":
         signal_tgt = convolve.detector_planes(spectrum, plan, 1, grid, in_planes)
     peak = float(signal_in.max())
     scale = cfg.camera.photons / peak if peak > 0 else 0.0
-    photons_in = signal_in * scale + _background(cfg, grid, in_planes, field)
-    photons_tgt = signal_tgt * scale + _background(cfg, grid, tgt_planes, field)
+    # FFT rounding leaves ~1e-7 negatives where there is no light: photons are never negative
+    photons_in = np.maximum(signal_in * scale + _background(cfg, grid, in_planes, field), 0)
+    photons_tgt = np.maximum(signal_tgt * scale + _background(cfg, grid, tgt_planes, field), 0)
     clock.lap("optics")
 
     camera = Camera.from_config(cfg.camera)
     if cfg.task == "isotropic":
-        inp, photons_tgt = _isotropic_slices(cfg, camera, photons_in, rng["noise"])
+        # the residual axial blur acts on the padded field, so crop borders hold real context
+        blurred = grid.crop(gaussian_filter1d(both[:len(in_planes)], residual_sigma(cfg), axis=1))
+        blurred = np.maximum(blurred * scale + _background(cfg, grid, in_planes, field), 0)
+        inp, photons_tgt = _isotropic_slices(cfg, camera, blurred, photons_in, rng["noise"])
     else:
         inp = camera.capture(photons_in, rng["noise"])
     clean = camera.expected(photons_tgt)
@@ -164,12 +168,12 @@ def _high_photon(camera: Camera, photons: np.ndarray, ratio: float,
     return camera.expected(camera.photons_from_expected(adu) / ratio)
 
 
-def _isotropic_slices(cfg: SimConfig, camera: Camera, photons: np.ndarray,
+def _isotropic_slices(cfg: SimConfig, camera: Camera, blurred: np.ndarray, photons: np.ndarray,
                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Training slices of the lateral-slice scheme: (input ADU, target photons), both
-    (nz, (n_sub − 1)·k + 1, nx), the degraded axis being y (axis 1)."""
+    (nz, (n_sub − 1)·k + 1, nx), the degraded axis being y (axis 1). ``blurred`` holds the
+    lateral planes with the residual axial blur along y, ``photons`` the planes themselves."""
     k = cfg.sampling.z_factor
-    blurred = gaussian_filter1d(photons, residual_sigma(cfg), axis=1, mode="reflect")
     acquired = camera.capture(blurred[:, ::k, :], rng)
     upsampled = interpolate_axis(acquired, k, axis=1, order=1)
     return upsampled, photons[:, :upsampled.shape[1], :]

@@ -250,31 +250,41 @@ def confocal(shape: Sequence[int], spacing: Sequence[float], *, na: float, wavel
     return (psf / psf.sum(dtype=np.float64)).astype(np.float32)
 
 
-def _file_spacing(tif, ndim: int) -> tuple[float, ...] | None:
-    """Voxel size from ImageJ metadata (spacing) and the XResolution/YResolution tags."""
-    page = tif.pages[0]
-    try:
-        xres = page.tags["XResolution"].value
-        yres = page.tags["YResolution"].value
-        dx, dy = xres[1] / xres[0], yres[1] / yres[0]
-    except (KeyError, ZeroDivisionError):
-        return None
-    if ndim == 2:
-        return (dy, dx)
-    dz = (tif.imagej_metadata or {}).get("spacing")
-    return None if dz is None else (float(dz), dy, dx)
+def _noise_free(data: np.ndarray, focus: np.ndarray) -> np.ndarray:
+    """Background-subtracted, non-negative PSF data without a noise pedestal.
+
+    The background (camera offset, stray light) is the median of the in-focus plane's border,
+    where the bead's light is most concentrated (defocused planes spread real PSF light onto
+    their borders); its noise σ is the border's MAD. Clipping noisy data at zero would keep
+    the positive half of the noise (a 0.4 σ pedestal per voxel, which per-plane normalisation
+    magnifies in faint defocused planes), so voxels where a lightly smoothed copy is below
+    2.5 σ of its own noise are zeroed instead.
+    """
+    border = np.concatenate([focus[[0, -1]].ravel(), focus[:, [0, -1]].ravel()])
+    background = float(np.median(border))
+    sigma = 1.4826 * float(np.median(np.abs(border - background)))
+    data = data - background
+    if sigma > 0:
+        smooth = ndimage.gaussian_filter(data, 1.0)
+        noise = sigma / (4 * np.pi) ** (data.ndim / 4)  # σ of unit-σ Gaussian-smoothed noise
+        data = np.where(smooth > 2.5 * noise, data, 0.0)
+    return np.clip(data, 0, None)
 
 
 def measured(path: str | Path, shape: Sequence[int], spacing: Sequence[float], *,
-             file_spacing: Sequence[float] | None = None) -> np.ndarray:
+             file_spacing: Sequence[float] | None = None, thin_sample: bool = False) -> np.ndarray:
     """A measured PSF from a TIFF, background-subtracted, centred and resampled onto the grid.
 
-    The background is the median of the in-focus plane's border; the centre is the intensity
+    See :func:`_noise_free` for the background and noise handling; the centre is the intensity
     centroid of the voxels above half the maximum. Planes are normalised to sum 1, as for a
-    widefield PSF; planes beyond the measured depth are zero (measure the PSF over the whole sample
-    depth). ``file_spacing`` (µm) overrides the file's ImageJ metadata.
+    widefield PSF; planes beyond the measured depth are zero (measure the PSF over the whole
+    sample depth). ``file_spacing`` (µm) overrides the file's metadata (ImageJ ``spacing`` and
+    ``unit``, or the TIFF resolution unit). A 2D file has no defocus information: it serves a
+    ``thin_sample`` (2D simulations), whose light then all comes from the focal plane.
     """
     import tifffile
+
+    from .io import tiff_spacing
 
     path = Path(path)
     if not path.is_file():
@@ -282,41 +292,51 @@ def measured(path: str | Path, shape: Sequence[int], spacing: Sequence[float], *
     try:
         with tifffile.TiffFile(path) as tif:
             data = np.squeeze(tif.asarray()).astype(np.float64)
-            meta_spacing = _file_spacing(tif, data.ndim)
+            meta_spacing = tiff_spacing(tif)
     except (tifffile.TiffFileError, ValueError) as exc:
         raise SynthcareError(f"PSF file {path} is not a readable TIFF: {exc}") from None
     if data.ndim not in (2, 3) or min(data.shape) < 3:
         raise SynthcareError(f"PSF file {path} must hold one 2D or 3D image, got shape {data.shape}")
-    if data.ndim != len(shape) and not (data.ndim == 3 and len(shape) == 2):
-        raise SynthcareError(f"PSF file {path} is {data.ndim}D but the simulation grid is "
-                             f"{len(shape)}D")
+    if data.ndim == 2 and len(shape) == 3 and not thin_sample:
+        raise SynthcareError(f"PSF file {path} is 2D: a 3D simulation needs a measured z-stack")
     fsp = tuple(file_spacing) if file_spacing is not None else meta_spacing
     if fsp is None or len(fsp) != data.ndim:
         raise SynthcareError(f"voxel size of PSF file {path} unknown: set optics.psf_file_spacing "
                              f"to {data.ndim} values in µm")
-    # Background (camera offset, stray light): the border of the in-focus plane, where the bead's
-    # light is most concentrated. Defocused planes spread real PSF light onto their borders.
     focus = data if data.ndim == 2 else data[np.unravel_index(np.argmax(data), data.shape)[0]]
-    border = np.concatenate([focus[[0, -1]].ravel(), focus[:, [0, -1]].ravel()])
-    data = np.clip(data - np.median(border), 0, None)
+    data = _noise_free(data, focus)
     if data.max() <= 0:
         raise SynthcareError(f"PSF file {path} holds no signal above its background")
     bright = np.where(data >= 0.5 * data.max(), data, 0.0)
     centre = np.array(ndimage.center_of_mass(bright))
+    grid2d = tuple(shape[-2:]), tuple(spacing[-2:])
     if data.ndim == 3 and len(shape) == 2:  # a 2D grid takes the in-focus plane of a 3D file
         data, centre, fsp = data[int(round(centre[0]))], centre[1:], fsp[1:]
+    if data.ndim == 2:
+        plane = _resample(data, centre, fsp, *grid2d)
+        plane /= plane.sum(dtype=np.float64)
+        if len(shape) == 2:
+            return plane.astype(np.float32)
+        out = np.zeros(tuple(shape), np.float32)
+        out[shape[0] // 2] = plane
+        return out
+    return _unit_planes(_resample(data, centre, fsp, shape, spacing))
+
+
+def _resample(data: np.ndarray, centre: np.ndarray, file_spacing: Sequence[float],
+              shape: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
+    """Linear resampling of ``data`` (centred at ``centre``) onto a centred grid."""
     axes = _grid_axes(shape, spacing)
-    coords = np.meshgrid(*[c / d + c0 for c, d, c0 in zip(axes, fsp, centre, strict=True)],
+    coords = np.meshgrid(*[c / d + c0 for c, d, c0 in zip(axes, file_spacing, centre, strict=True)],
                          indexing="ij")
-    psf = ndimage.map_coordinates(data, coords, order=1, mode="constant", cval=0.0)
-    psf = np.clip(psf, 0, None).astype(np.float32)
-    if len(shape) == 2:
-        return (psf / psf.sum(dtype=np.float64)).astype(np.float32)
-    return _unit_planes(psf)
+    out = ndimage.map_coordinates(data, coords, order=1, mode="constant", cval=0.0)
+    return np.clip(out, 0, None).astype(np.float32)
 
 
-def from_config(optics, shape: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
-    """The PSF an :class:`~simulate.config.OpticsConfig` describes, on the given grid."""
+def from_config(optics, shape: Sequence[int], spacing: Sequence[float], *,
+                thin_sample: bool = False) -> np.ndarray:
+    """The PSF an :class:`~simulate.config.OpticsConfig` describes, on the given grid
+    (``thin_sample``: the grid is the slab of a 2D simulation)."""
     kw = {"na": optics.na, "wavelength": optics.wavelength, "ni": optics.ni}
     if optics.psf == "gaussian":
         return gaussian(shape, spacing, **kw)
@@ -328,20 +348,29 @@ def from_config(optics, shape: Sequence[int], spacing: Sequence[float]) -> np.nd
     if optics.psf == "lightsheet":
         return lightsheet(shape, spacing, sheet_fwhm=optics.sheet_fwhm, **kw)
     if optics.psf == "measured":
-        return measured(optics.psf_file, shape, spacing, file_spacing=optics.psf_file_spacing)
+        return measured(optics.psf_file, shape, spacing, file_spacing=optics.psf_file_spacing,
+                        thin_sample=thin_sample)
     raise SynthcareError(f"unknown optics.psf '{optics.psf}'")
 
 
 @functools.lru_cache(maxsize=16)
 def model_fwhm(optics) -> tuple[float, float]:
-    """(axial, lateral) FWHM in µm of the PSF an optics configuration describes, measured on a
-    fine grid through the PSF's centre (on-axis and in-focus profiles)."""
+    """(axial, lateral) FWHM in µm of the PSF an optics configuration describes, through its
+    centre (on-axis and in-focus profiles). Widefield: from the diffraction integral itself
+    (no grid); other models: measured on a fine grid."""
     fz = axial_fwhm(optics.na, optics.wavelength, optics.ni)
     fxy = lateral_fwhm(optics.na, optics.wavelength)
     if optics.psf == "gaussian":
         return fz, fxy
+    if optics.psf == "widefield":
+        dz, dr = fz / 200, fxy / 200
+        z = np.arange(-600, 601) * dz
+        r = np.arange(0, 601) * dr
+        axial = _widefield_radial(np.zeros(1), z, optics.na, optics.wavelength, optics.ni)[:, 0]
+        radial = _widefield_radial(r, np.zeros(1), optics.na, optics.wavelength, optics.ni)[0]
+        return fwhm(axial, dz), fwhm(np.concatenate([radial[::-1], radial[1:]]), dr)
     dz, dxy = fz / 16, fxy / 16
-    shape = (2 * int(4 * fz / dz) + 1, 2 * int(4 * fxy / dxy) + 1, 2 * int(4 * fxy / dxy) + 1)
+    shape = (2 * int(4 * fz / dz) + 1, 2 * int(8 * fxy / dxy) + 1, 2 * int(8 * fxy / dxy) + 1)
     h = from_config(optics, shape, (dz, dxy, dxy))
     c = [n // 2 for n in shape]
     return fwhm(h[:, c[1], c[2]], dz), fwhm(h[c[0], c[1], :], dxy)

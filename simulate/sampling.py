@@ -52,7 +52,7 @@ class Grid:
     def from_config(cls, cfg: SimConfig) -> Grid:
         """The grid of a configuration (sizes chosen so every FFT length is fast)."""
         smp = cfg.sampling
-        s, oz, k = smp.oversample, smp.oversample_z, smp.z_factor
+        (s, oz), k = cfg.oversampling(), smp.z_factor
         ny, nx = cfg.shape[-2:]
         margin_um = smp.margin if smp.margin is not None else max(1.0, 4 * cfg.optics.wavelength
                                                                   / cfg.optics.na)
@@ -124,11 +124,23 @@ class Grid:
 
 
 def _fast_even(n: int, s: int) -> int:
-    """Smallest even m >= n such that s·m is a fast FFT length."""
+    """Smallest even m >= n such that s·m is a fast FFT length (5-smooth for the real FFT if
+    s allows it, else 11-smooth, which pocketfft also handles well)."""
     m = n + (n % 2)
-    while scipy.fft.next_fast_len(s * m, real=True) != s * m:
+    real = all(p in (2, 3, 5) for p in _prime_factors(s))
+    while scipy.fft.next_fast_len(s * m, real=real) != s * m:
         m += 2
     return m
+
+
+def _prime_factors(n: int) -> list[int]:
+    out, p = [], 2
+    while n > 1:
+        while n % p == 0:
+            out.append(p)
+            n //= p
+        p += 1
+    return out
 
 
 def integrate_pixels(volume: np.ndarray, factor: int) -> np.ndarray:

@@ -18,7 +18,7 @@ def _grid(shape=(4, 24, 20), **sampling):
 
 
 def _image(cfg, g, truth, planes=None, crop=True, threshold=convolve.SUPPORT_THRESHOLD):
-    plan = convolve.plan((convolve.optics_key(cfg.optics),), g, threshold)
+    plan = convolve.plan((convolve.optics_key(cfg.optics, cfg.ndim),), g, threshold)
     spec = convolve.truth_spectrum(truth, plan, g)
     return convolve.detector_planes(spec, plan, 0, g, planes or g.input_planes, crop=crop)
 
@@ -108,3 +108,18 @@ def test_interpolate_axis_keeps_samples():
         np.testing.assert_allclose(up[:, ::3], a, atol=1e-6)
     lin = interpolate_axis(a, 3, axis=1, order=1)
     np.testing.assert_allclose(lin[:, 1], (2 * a[:, 0] + a[:, 1]) / 3, atol=1e-6)
+
+
+@pytest.mark.parametrize("oversample", [5, 6, 7, 8])
+def test_every_allowed_oversampling_has_a_grid(oversample):
+    _, g = _grid((2, 30, 30), oversample=oversample)
+    assert all(p * oversample == n for p, n in zip(g.padded, g.truth_shape[1:], strict=True))
+
+
+def test_truth_grid_must_resolve_the_otf():
+    from simulate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="sampling.oversample = 1 is too coarse"):
+        SimConfig.from_dict({"sampling": {"pixel": 0.65, "oversample": 1}, "optics": {"na": 0.45}})
+    assert SimConfig.from_dict({"sampling": {"pixel": 0.65}, "optics": {"na": 0.45}}).oversampling()[0] >= 3
+    assert SimConfig.from_dict({"optics": {"psf": "confocal"}}).oversampling()[0] >= 3

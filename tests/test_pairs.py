@@ -114,3 +114,24 @@ def test_isotropic_input_is_degraded_along_y_only():
     ratio_in = roughness(p.input, 1) / roughness(p.input, 2)
     ratio_gt = roughness(p.clean, 1) / roughness(p.clean, 2)
     assert ratio_in < 0.7 * ratio_gt
+
+
+@pytest.mark.parametrize("model", ["widefield", "gaussian", "confocal"])
+def test_deconvolution_target_keeps_an_in_focus_point_photometry(model):
+    # beads in one plane: input and target must carry the same light whatever the PSF's norm
+    cfg = SimConfig.from_dict({
+        "task": "deconvolve", "shape": [64, 64], "optics": {"psf": model},
+        "sample": {"thickness": 0.05, "background": 0.0, "microtubules": {"density": 0},
+                   "granules": {"density": 0}, "beads": {"density": 0.02}},
+        "camera": {"photons": 1000.0, "offset": 0.0, "read_noise": 0.0, "bits": 32}})
+    cam = Camera.from_config(cfg.camera)
+    p = simulate_pair(cfg, 0, 0)
+    flux_in = cam.photons_from_expected(p.input).sum()
+    flux_tgt = cam.photons_from_expected(p.clean).sum()
+    assert flux_tgt == pytest.approx(flux_in, rel=0.1)
+
+
+def test_no_background_and_sectioning_psf_do_not_crash():
+    cfg = _cfg(optics={"psf": "confocal"}, sample={"background": 0.0})
+    p = simulate_pair(cfg, 0, 0)
+    assert np.all(np.isfinite(p.input)) and p.clean.min() >= 100.0 - 1e-3

@@ -114,3 +114,50 @@ def test_bad_optics_rejected():
         psf.widefield((5, 9, 9), (0.1, 0.1, 0.1), na=1.4, wavelength=LAM, ni=1.33)
     with pytest.raises(SynthcareError, match="shape"):
         psf.widefield((5, 9), (0.1, 0.1, 0.1), na=1.0, wavelength=LAM, ni=1.33)
+
+
+def _bead_file(path, noise=0.0, unit="um", scale=1.0, seed=0):
+    kw = {"na": 1.0, "wavelength": LAM, "ni": 1.33}
+    fine = psf.widefield((31, 64, 64), (0.1, 0.04, 0.04), **kw)
+    stack = fine / fine.max() * 2000 + 100
+    stack += noise * np.random.default_rng(seed).standard_normal(stack.shape)
+    tifffile.imwrite(path, stack.astype(np.float32), imagej=True,
+                     resolution=(1 / (0.04 * scale), 1 / (0.04 * scale)),
+                     metadata={"spacing": 0.1 * scale, "unit": unit, "axes": "ZYX"})
+    return kw
+
+
+def test_measured_psf_noise_leaves_no_pedestal(tmp_path):
+    kw = _bead_file(tmp_path / "noisy.tif", noise=10.0)
+    shape, sp = (11, 33, 33), (0.2, 0.04, 0.04)
+    got = psf.measured(tmp_path / "noisy.tif", shape, sp)
+    want = psf.widefield(shape, sp, **kw)
+    assert got.max() == pytest.approx(want.max(), rel=0.05)
+    assert got[5].max() == pytest.approx(want[5].max(), rel=0.05)
+
+
+def test_measured_psf_units_in_nanometres(tmp_path):
+    _bead_file(tmp_path / "nm.tif", unit="nm", scale=1000.0)
+    _bead_file(tmp_path / "um.tif")
+    shape, sp = (5, 21, 21), (0.2, 0.05, 0.05)
+    np.testing.assert_allclose(psf.measured(tmp_path / "nm.tif", shape, sp),
+                               psf.measured(tmp_path / "um.tif", shape, sp), rtol=1e-5, atol=1e-8)
+
+
+def test_measured_2d_psf_serves_2d_simulations_only(tmp_path):
+    plane = psf.widefield((64, 64), (0.04, 0.04), na=1.0, wavelength=LAM, ni=1.33)
+    tifffile.imwrite(tmp_path / "p2.tif", (plane * 1e5 + 10).astype(np.float32), imagej=True,
+                     resolution=(25.0, 25.0), metadata={"unit": "um", "axes": "YX"})
+    thin = psf.measured(tmp_path / "p2.tif", (5, 21, 21), (0.1, 0.05, 0.05), thin_sample=True)
+    assert thin[2].sum() == pytest.approx(1.0, rel=1e-5) and thin[[0, 1, 3, 4]].max() == 0
+    with pytest.raises(SynthcareError, match="z-stack"):
+        psf.measured(tmp_path / "p2.tif", (5, 21, 21), (0.1, 0.05, 0.05))
+
+
+def test_model_fwhm_matches_the_diffraction_integral():
+    from simulate.config import OpticsConfig
+
+    fz, fxy = psf.model_fwhm(OpticsConfig(na=1.2, ni=1.33, wavelength=LAM))
+    h = psf.widefield((401, 161, 161), (0.01, 0.01, 0.01), na=1.2, wavelength=LAM, ni=1.33)
+    assert fxy == pytest.approx(psf.fwhm(h[200, 80], 0.01), rel=0.01)
+    assert fz == pytest.approx(psf.fwhm(h[:, 80, 80], 0.01), rel=0.02)

@@ -1,0 +1,100 @@
+"""Training settings and the run configuration (simulation + training in one file).
+
+A run file is a simulation config (see :class:`simulate.SimConfig`) with a ``train:`` section;
+the presets are run files. Every setting has a dotted name (``train.steps``, ``camera.photons``)
+for ``--set`` and study sweeps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from simulate import (
+    ConfigError,
+    Settings,
+    SimConfig,
+    apply_overrides,
+    load_preset,
+    read_yaml,
+    validate,
+)
+
+
+class TrainConfig(Settings):
+    """How a network is trained (CSBDeep's defaults where it has one)."""
+
+    steps: int | None = Field(2000, ge=1, description="optimiser steps (None: stop by minutes)")
+    minutes: float | None = Field(None, gt=0, description="wall-clock budget; stops at whichever "
+                                  "of steps and minutes comes first")
+    batch_size: int = Field(16, ge=1, le=4096)
+    patch: tuple[int, ...] | None = Field(None, description="patch size (y, x) or (z, y, x); default "
+                                          "64×64 in 2D, 16×64×64 in 3D")
+    patches_per_image: int = Field(8, ge=1, description="patches cropped from each simulated image")
+    lr: float = Field(4e-4, gt=0, lt=1, description="learning rate (AdamW)")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    loss: Literal["mae", "mse", "laplace"] = Field("mae", description="laplace: probabilistic "
+                                                   "network (mean and per-pixel scale)")
+    depth: int = Field(2, ge=0, le=6)
+    filters: int = Field(32, ge=1, le=512, description="filters of the first level (doubling)")
+    kernel: int | None = Field(None, ge=1, le=11, description="kernel size (default 5 in 2D, 3 in 3D)")
+    batch_norm: bool = False
+    residual: bool = True
+    val_every: int = Field(100, ge=1, description="steps between validations and checkpoints")
+    val_patches: int = Field(32, ge=1, description="patches in the fixed validation set")
+    patience: int = Field(10, ge=1, description="validations without improvement before the "
+                          "learning rate is reduced")
+    lr_factor: float = Field(0.5, gt=0, lt=1, description="learning-rate reduction on plateau")
+    min_lr: float = Field(1e-6, ge=0)
+    foreground: float = Field(0.4, ge=0, le=1, description="patch filter: the target must reach "
+                              "this fraction of its image's 99.9th percentile")
+    jitter: float = Field(0.0, ge=0, le=10, description="random jitter of the normalisation "
+                          "percentiles (augmentation), percent")
+    augment: bool = Field(True, description="random flips and 90° rotations")
+    workers: int | None = Field(None, ge=0, le=64, description="DataLoader workers (default: 1 on "
+                                "a CPU, 0 on a GPU)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool | None = Field(None, description="bfloat16 autocast (default: on for CUDA)")
+    seed: int = Field(0, ge=0, description="seed of the network's initial weights")
+
+    @model_validator(mode="after")
+    def _budget(self) -> TrainConfig:
+        if self.steps is None and self.minutes is None:
+            raise ValueError("give train.steps or train.minutes (or both)")
+        return self
+
+
+class RunConfig(SimConfig):
+    """A simulation config plus its ``train`` section."""
+
+    train: TrainConfig = TrainConfig()
+
+    @property
+    def sim(self) -> SimConfig:
+        """The simulation part alone."""
+        return SimConfig.model_validate(self.model_dump(exclude={"train"}))
+
+    @property
+    def patch(self) -> tuple[int, ...]:
+        """The training patch size (default by the model's dimensionality)."""
+        from .data import model_ndim
+
+        if self.train.patch is not None:
+            return tuple(self.train.patch)
+        return (64, 64) if model_ndim(self) == 2 else (16, 64, 64)
+
+
+def load_run(preset: str | None = None, config: str | Path | None = None,
+             overrides: list[str] | None = None) -> RunConfig:
+    """The run a command line asks for: ``--preset`` or ``--config``, then ``--set``s."""
+    if preset and config:
+        raise ConfigError("give either --preset or --config, not both")
+    if config:
+        data = read_yaml(config)
+    elif preset:
+        data = load_preset(preset)
+    else:
+        raise ConfigError("give --preset NAME (see `synthcare presets`) or --config FILE")
+    return validate(RunConfig, apply_overrides(data, overrides or [], RunConfig))

@@ -1,0 +1,233 @@
+"""Training data: endless simulated batches, real TIFF pairs, a fixed validation set.
+
+Every batch is a pure function of (source, seed, batch number): batch ``b`` of the simulated
+source draws pairs ``b·n … b·n + n − 1`` of the dataset ``seed`` and crops its patches with a
+generator seeded by ``(seed, b)``. A DataLoader worker ``w`` of ``W`` makes batches
+``w, w + W, w + 2W, …`` — disjoint, reproducible streams — and the loader hands them out in
+order, so the stream is the same for any number of workers and a resumed run continues it
+exactly (:class:`BatchStream` takes the first batch number).
+
+Seeds: training uses the config's ``seed``; validation ``seed + VALIDATION_OFFSET``; held-out
+evaluation ``seed + TEST_OFFSET``. The three never share a pair.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch.utils.data import IterableDataset, get_worker_info
+
+from simulate import SimConfig, SynthcareError, interpolate_axis, read_tiff, set_threads, simulate_pair
+
+from .normalize import Affine, jittered_affine, percentile_affine
+
+VALIDATION_OFFSET = 1_000_000
+TEST_OFFSET = 2_000_000
+
+
+# --- from a simulated pair to model-space images ----------------------------------------------
+def model_ndim(cfg: SimConfig) -> int:
+    """2 for 2D configs and the isotropic task (a 2D network on slices), else 3."""
+    return 2 if cfg.ndim == 2 or cfg.task == "isotropic" else 3
+
+
+def model_images(cfg: SimConfig, pair) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(input, target, clean) images in model space, each triple the same shape.
+
+    ``upsample`` inputs are interpolated along z to the target's planes first (CARE's
+    upsampling scheme: the network restores what interpolation cannot); ``isotropic`` pairs
+    are stacks of 2D training slices.
+    """
+    if cfg.task == "upsample":
+        return [(interpolate_axis(pair.input, cfg.sampling.z_factor, axis=0), pair.target, pair.clean)]
+    if cfg.task == "isotropic":
+        return [(pair.input[i], pair.target[i], pair.clean[i]) for i in range(pair.input.shape[0])]
+    return [(pair.input, pair.target, pair.clean)]
+
+
+def normalised(cfg: SimConfig, seed: int, index: int, jitter: float = 0.0,
+               rng: np.random.Generator | None = None) -> list[tuple[np.ndarray, np.ndarray, Affine]]:
+    """Model-space images of one pair, normalised by the input's percentiles (the target is in
+    the input's photometric scale, so the same map applies): (input, target, affine) triples."""
+    out = []
+    for inp, tgt, _ in model_images(cfg, simulate_pair(cfg, seed, index)):
+        aff = jittered_affine(inp, rng, jitter=jitter) if rng is not None else percentile_affine(inp)
+        out.append((aff(inp), aff(tgt), aff))
+    return out
+
+
+# --- patches ----------------------------------------------------------------------------------
+def _check_patch(shape: tuple[int, ...], patch: tuple[int, ...]) -> None:
+    if len(patch) != len(shape) or any(p > n for p, n in zip(patch, shape, strict=True)):
+        raise SynthcareError(f"train.patch {list(patch)} does not fit the {len(shape)}D training "
+                             f"images of shape {list(shape)}")
+
+
+def foreground_positions(target: np.ndarray, patch: tuple[int, ...], threshold: float) -> np.ndarray:
+    """Corner positions (n, ndim) of patches whose target reaches ``threshold`` × the image's
+    99.9th percentile somewhere (CSBDeep's filter against training on empty background).
+    All positions if none qualifies."""
+    peak = np.percentile(target, 99.9)
+    local_max = ndimage.maximum_filter(target, size=patch, mode="constant", cval=-np.inf)
+    # a patch with corner c covers c … c + patch − 1: its max is the filter output at its centre
+    centre = tuple(slice(p // 2, n - (p - 1 - p // 2)) for p, n in zip(patch, target.shape, strict=True))
+    ok = local_max[centre] >= threshold * peak if peak > 0 else np.ones(local_max[centre].shape, bool)
+    pos = np.argwhere(ok)
+    if len(pos) == 0:
+        pos = np.argwhere(np.ones(local_max[centre].shape, bool))
+    return pos
+
+
+def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, *,
+            rotate: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Random flips of every spatial axis and (``rotate``) 90° rotations in the YX plane."""
+    for axis in range(x.ndim):
+        if rng.random() < 0.5:
+            x, y = np.flip(x, axis), np.flip(y, axis)
+    if rotate and x.shape[-1] == x.shape[-2]:
+        k = int(rng.integers(4))
+        x, y = np.rot90(x, k, axes=(-2, -1)), np.rot90(y, k, axes=(-2, -1))
+    return np.ascontiguousarray(x), np.ascontiguousarray(y)
+
+
+def crop_patches(images: list[tuple[np.ndarray, np.ndarray]], n: int, patch: tuple[int, ...],
+                 rng: np.random.Generator, *, threshold: float = 0.4, flips: bool = True,
+                 rotate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random foreground patches (input, target) from normalised images: arrays
+    (n, 1, *patch), float32."""
+    xs, ys = [], []
+    cache: dict[int, np.ndarray] = {}
+    for _ in range(n):
+        i = int(rng.integers(len(images)))
+        x, y = images[i]
+        _check_patch(x.shape, patch)
+        if i not in cache:
+            cache[i] = foreground_positions(y, patch, threshold)
+        c = cache[i][rng.integers(len(cache[i]))]
+        sl = tuple(slice(a, a + p) for a, p in zip(c, patch, strict=True))
+        px, py = x[sl], y[sl]
+        if flips:
+            px, py = augment(px, py, rng, rotate=rotate)
+        xs.append(px)
+        ys.append(py)
+    return np.stack(xs)[:, None].astype(np.float32), np.stack(ys)[:, None].astype(np.float32)
+
+
+# --- batch sources ----------------------------------------------------------------------------
+class SimulatedBatches:
+    """Batch ``b`` = patches from freshly simulated pairs, a pure function of (cfg, seed, b)."""
+
+    def __init__(self, cfg: SimConfig, *, seed: int, batch_size: int, patch: tuple[int, ...],
+                 patches_per_image: int = 8, jitter: float = 0.0, threshold: float = 0.4,
+                 augment: bool = True):
+        self.cfg, self.seed, self.batch_size, self.patch = cfg, seed, batch_size, tuple(patch)
+        self.pairs_per_batch = max(1, math.ceil(batch_size / max(1, patches_per_image)))
+        self.jitter, self.threshold, self.augment = jitter, threshold, augment
+
+    def __call__(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batch number ``b``: (inputs, targets), each (batch, 1, *patch) float32."""
+        rng = np.random.default_rng([self.seed, b, 0x5EED])
+        images = []
+        for j in range(self.pairs_per_batch):
+            index = b * self.pairs_per_batch + j
+            images += [(x, y) for x, y, _ in normalised(self.cfg, self.seed, index, self.jitter, rng)]
+        return crop_patches(images, self.batch_size, self.patch, rng, threshold=self.threshold,
+                            flips=self.augment, rotate=self.augment and self.cfg.task != "isotropic")
+
+
+def pair_files(folder: str | Path) -> list[tuple[Path, Path]]:
+    """Matching (low, GT) TIFF paths of a CSBDeep-style folder; clear errors when unmatched."""
+    folder = Path(folder)
+    low_dir, gt_dir = folder / "low", folder / "GT"
+    for d in (low_dir, gt_dir):
+        if not d.is_dir():
+            raise SynthcareError(f"pairs folder {folder} needs subfolders low/ and GT/ ({d} missing)")
+    names = sorted(p.name for p in low_dir.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
+    if not names:
+        raise SynthcareError(f"no TIFF files in {low_dir}")
+    missing = [n for n in names if not (gt_dir / n).is_file()]
+    if missing:
+        raise SynthcareError(f"{len(missing)} input file(s) have no target of the same name in "
+                             f"{gt_dir}, e.g. {missing[0]}")
+    return [(low_dir / n, gt_dir / n) for n in names]
+
+
+class FolderPairs(torch.utils.data.Dataset):
+    """Real (low, GT) TIFF pairs: item ``i`` is one random foreground patch, a pure function of
+    (seed, i); image ``i mod n``. Input and target are normalised independently by their own
+    percentiles (real targets are not in the input's photometric scale)."""
+
+    def __init__(self, folder: str | Path, *, patch: tuple[int, ...], seed: int = 0,
+                 patches_per_image: int = 32, files: list[tuple[Path, Path]] | None = None,
+                 threshold: float = 0.4, augment: bool = True, rotate: bool = True):
+        self.files = files if files is not None else pair_files(folder)
+        self.images = []
+        for low, gt in self.files:
+            x, _ = read_tiff(low)
+            y, _ = read_tiff(gt)
+            x, y = np.squeeze(x).astype(np.float32), np.squeeze(y).astype(np.float32)
+            if x.shape != y.shape:
+                raise SynthcareError(f"{low.name}: input {x.shape} and target {y.shape} differ in shape")
+            if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+                raise SynthcareError(f"{low.name}: NaN or Inf in the pair")
+            self.images.append((percentile_affine(x)(x), percentile_affine(y)(y)))
+        self.patch, self.seed = tuple(patch), seed
+        self.per_image, self.threshold = patches_per_image, threshold
+        self.augment, self.rotate = augment, rotate
+        _check_patch(self.images[0][0].shape, self.patch)
+
+    @property
+    def ndim(self) -> int:
+        """Spatial dimensions of the images."""
+        return self.images[0][0].ndim
+
+    def __len__(self) -> int:
+        return len(self.images) * self.per_image
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.seed, int(i), 0xF01D])
+        x, y = crop_patches([self.images[i % len(self.images)]], 1, self.patch, rng,
+                            threshold=self.threshold, flips=self.augment, rotate=self.rotate)
+        return x[0], y[0]
+
+    def batch(self, b: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batch ``b``: items b·batch_size … (b+1)·batch_size − 1, stacked."""
+        items = [self[b * batch_size + j] for j in range(batch_size)]
+        return np.stack([x for x, _ in items]), np.stack([y for _, y in items])
+
+
+class BatchStream(IterableDataset):
+    """Endless stream of batches ``start, start + 1, …`` from a batch function; worker ``w`` of
+    ``W`` computes batches ``start + w + k·W`` (use ``DataLoader(batch_size=None)``)."""
+
+    def __init__(self, make_batch: Callable[[int], tuple[np.ndarray, np.ndarray]], start: int = 0):
+        self.make_batch, self.start = make_batch, start
+
+    def __iter__(self):
+        info = get_worker_info()
+        w, n = (0, 1) if info is None else (info.id, info.num_workers)
+        if info is not None:
+            torch.set_num_threads(1)
+            set_threads(1)  # workers share the cores with training: one thread each
+        b = self.start + w
+        while True:
+            x, y = self.make_batch(b)
+            yield torch.from_numpy(x), torch.from_numpy(y)
+            b += n
+
+
+def validation_set(cfg: SimConfig, *, seed: int, patch: tuple[int, ...], n_patches: int,
+                   n_pairs: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed validation set: ``n_patches`` foreground patches from pairs of the held-out seed
+    ``seed + VALIDATION_OFFSET`` (no augmentation), identical in every run with this config."""
+    vseed = seed + VALIDATION_OFFSET
+    rng = np.random.default_rng([vseed, 0xA1])
+    images = []
+    for index in range(n_pairs):
+        images += [(x, y) for x, y, _ in normalised(cfg, vseed, index)]
+    return crop_patches(images, n_patches, patch, rng, flips=False)

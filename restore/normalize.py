@@ -1,0 +1,56 @@
+"""Robust percentile normalisation (CSBDeep's scheme), invertible.
+
+An image ``x`` maps to ``(x − lo) / (hi − lo)`` with ``lo``, ``hi`` its 1st and 99.8th percentiles
+(computed on the whole image, before cropping patches, as prediction will see it). Simulated
+targets are in the input's photometric scale, so the same affine map normalises input and target
+and its inverse returns predictions in the input's units. A constant image maps to zeros, never
+to NaN or Inf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PMIN, PMAX = 1.0, 99.8
+
+
+@dataclass(frozen=True)
+class Affine:
+    """x_normalised = (x − lo) / scale."""
+
+    lo: float
+    scale: float
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Normalise (float32)."""
+        return ((np.asarray(x, np.float32) - np.float32(self.lo)) / np.float32(self.scale)).astype(
+            np.float32, copy=False)
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        """Back to the input's units (float32)."""
+        return (np.asarray(y, np.float32) * np.float32(self.scale) + np.float32(self.lo)).astype(
+            np.float32, copy=False)
+
+
+def percentile_affine(x: np.ndarray, pmin: float = PMIN, pmax: float = PMAX) -> Affine:
+    """The affine map sending the ``pmin``/``pmax`` percentiles of ``x`` to 0 and 1."""
+    if not 0 <= pmin < pmax <= 100:
+        raise ValueError(f"need 0 <= pmin < pmax <= 100, got pmin={pmin}, pmax={pmax}")
+    lo, hi = np.percentile(np.asarray(x, np.float32), [pmin, pmax])
+    lo, hi = float(lo), float(hi)
+    floor = 1e-6 * max(1.0, abs(lo), abs(hi))  # a (near-)constant image: no division by ~0
+    return Affine(lo, max(hi - lo, floor))
+
+
+def jittered_affine(x: np.ndarray, rng: np.random.Generator, pmin: float = PMIN,
+                    pmax: float = PMAX, jitter: float = 0.0) -> Affine:
+    """Percentile normalisation with CSBDeep-style random jitter of the percentiles
+    (``pmin`` ± jitter, ``pmax`` ± jitter/4, clipped to [0, 100]), an augmentation that makes a
+    network robust to how a user's image happens to be normalised."""
+    if jitter <= 0:
+        return percentile_affine(x, pmin, pmax)
+    lo = float(np.clip(pmin + rng.uniform(-jitter, jitter), 0.0, 50.0))
+    hi = float(np.clip(pmax + rng.uniform(-jitter / 4, jitter / 4), lo + 1.0, 100.0))
+    return percentile_affine(x, lo, hi)

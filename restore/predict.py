@@ -1,0 +1,171 @@
+"""Prediction on images of any size, tiled so it fits in memory, seamless.
+
+The image is normalised by its percentiles, padded once to a multiple of 2^depth and cut into
+tiles whose cores start on multiples of 2^depth (so max-pooling sees the same grid as an
+untiled pass) with a halo of at least the network's receptive radius: every core pixel is
+computed from exactly the context an untiled pass would use, so tiled output equals untiled
+output to float rounding. The number of tiles is chosen from a memory budget unless given.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from itertools import product
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from simulate import SynthcareError
+
+from .normalize import percentile_affine
+from .unet import UNet
+
+# float32 bytes held per voxel per first-level filter during a forward pass (measured peak ~6 live
+# maps of `filters` channels at full resolution, with headroom for the convolution workspace)
+_BYTES_PER_VOXEL_PER_FILTER = 4 * 8
+
+
+def _default_budget(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(0.5 * free)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 * 2**30
+    return int(min(2 * 2**30, 0.25 * total))
+
+
+def parse_axes(axes: str, image: np.ndarray, model_ndim: int) -> str:
+    """Validate an axes string such as 'YX', 'ZYX', 'CYX', 'ZCYX' against an image and model."""
+    axes = axes.upper()
+    if len(set(axes)) != len(axes) or not set(axes) <= set("CZYX") or not {"Y", "X"} <= set(axes):
+        raise SynthcareError(f"axes '{axes}' must use each of C, Z, Y, X at most once and contain Y "
+                             "and X")
+    if len(axes) != image.ndim:
+        raise SynthcareError(f"axes '{axes}' has {len(axes)} letters but the image has {image.ndim} "
+                             f"dimensions {image.shape}")
+    if model_ndim == 3 and "Z" not in axes:
+        raise SynthcareError(f"the model is 3D but the image (axes '{axes}') has no Z axis")
+    return axes
+
+
+def choose_tiles(shape: Sequence[int], model: UNet, budget: int) -> tuple[int, ...]:
+    """Fewest tiles per axis (splitting the longest cores first) whose halo-padded tile fits
+    ``budget`` bytes."""
+    m, halo = model.multiple, _halo(model)
+    per_voxel = _BYTES_PER_VOXEL_PER_FILTER * model.cfg.filters
+    smallest = max(m, halo)  # a core smaller than its halo would mostly compute halo
+    tiles = [1] * len(shape)
+    while True:
+        core = [math.ceil(n / t / m) * m for n, t in zip(shape, tiles, strict=True)]
+        extent = [min(c + 2 * halo, n) for c, n in zip(core, shape, strict=True)]
+        splittable = [c > smallest for c in core]
+        if math.prod(extent) * per_voxel <= budget or not any(splittable):
+            return tuple(tiles)
+        axis = int(np.argmax([c if ok else -1 for c, ok in zip(core, splittable, strict=True)]))
+        tiles[axis] += 1
+
+
+def _halo(model: UNet) -> int:
+    m = model.multiple
+    return math.ceil(model.receptive_radius() / m) * m
+
+
+def _run(model: UNet, x: np.ndarray, device: torch.device, autocast) -> np.ndarray:
+    with torch.no_grad(), autocast:
+        t = torch.from_numpy(np.ascontiguousarray(x))[None, None].to(device)
+        return model(t)[0].float().cpu().numpy()
+
+
+def predict_normalised(model: UNet, x: np.ndarray, tiles: Sequence[int] | None, device: torch.device,
+                       autocast, progress: bool = False) -> np.ndarray:
+    """Network output (C_out, *x.shape) for one normalised single-channel image ``x`` whose
+    spatial dims match the model; ``tiles`` per axis (None: untiled)."""
+    m = model.multiple
+    pads = [(0, (-n) % m) for n in x.shape]
+    mode = "reflect" if all(n > p for n, (_, p) in zip(x.shape, pads, strict=True)) else "edge"
+    xp = np.pad(x, pads, mode=mode) if any(p for _, p in pads) else x
+    n_out = model.cfg.channels_out * (2 if model.cfg.probabilistic else 1)
+    if tiles is None or all(t == 1 for t in tiles):
+        out = _run(model, xp, device, autocast)
+    else:
+        halo = _halo(model)
+        out = np.empty((n_out, *xp.shape), np.float32)
+        cores = [math.ceil(n / t / m) * m for n, t in zip(xp.shape, tiles, strict=True)]
+        starts = [range(0, n, c) for n, c in zip(xp.shape, cores, strict=True)]
+        jobs = list(product(*starts))
+        for corner in tqdm(jobs, desc="tiles", disable=not progress or len(jobs) < 4):
+            core = tuple(slice(a, min(a + c, n)) for a, c, n in zip(corner, cores, xp.shape, strict=True))
+            ext = tuple(slice(max(s.start - halo, 0), min(s.stop + halo, n))
+                        for s, n in zip(core, xp.shape, strict=True))
+            y = _run(model, xp[ext], device, autocast)
+            inner = tuple(slice(c.start - e.start, c.stop - e.start) for c, e in zip(core, ext, strict=True))
+            out[(slice(None), *core)] = y[(slice(None), *inner)]
+    return out[(slice(None), *(slice(0, n) for n in x.shape))]
+
+
+def predict(model: UNet, image: np.ndarray, axes: str, tiles: str | Sequence[int] | None = "auto", *,
+            return_scale: bool = False, memory_budget: int | None = None, device: str | None = None,
+            bf16: bool = False, progress: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Restore ``image`` (any size) with a trained model.
+
+    Parameters
+    ----------
+    model : a trained :class:`~restore.unet.UNet` (see :func:`restore.train.load_model`).
+    image : array with the axes ``axes`` ('YX', 'ZYX', optionally with 'C'); a 2D model applied
+        to a 'ZYX' image restores each plane.
+    tiles : 'auto' (from ``memory_budget``, default min(2 GiB, ¼ of RAM) on a CPU, half the free
+        GPU memory on CUDA), a tile count per spatial axis of the model, or None (untiled).
+    return_scale : also return the per-pixel Laplace scale (probabilistic models), in the input's
+        units.
+    bf16 : bfloat16 autocast (faster on hardware with bf16 units, ~1e-2 relative error).
+
+    Returns
+    -------
+    float32 array with the input's shape and axes, in the input's units (and the scale).
+    """
+    image = np.asarray(image)
+    if not np.issubdtype(image.dtype, np.number):
+        raise SynthcareError(f"image must be numeric, got dtype {image.dtype}")
+    nd = model.cfg.ndim
+    axes = parse_axes(axes, image, nd)
+    if not np.all(np.isfinite(image)):
+        raise SynthcareError("the image contains NaN or Inf values; replace them before predicting")
+    if return_scale and not model.cfg.probabilistic:
+        raise SynthcareError("return_scale needs a probabilistic model (train.loss = laplace)")
+    dev = torch.device(device) if device else next(model.parameters()).device
+    model = model.to(dev).eval()
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if bf16 else torch.autocast(dev.type,
+                                                                                           enabled=False)
+    # bring to (batch..., spatial...) with the model's spatial axes last
+    spatial = "ZYX"[3 - nd:]
+    lead = [a for a in axes if a not in spatial]
+    order = [axes.index(a) for a in lead] + [axes.index(a) for a in spatial]
+    moved = np.transpose(image, order).astype(np.float32)
+    flat = moved.reshape(-1, *moved.shape[len(lead):])
+    if tiles == "auto":
+        tile_counts = choose_tiles(flat.shape[1:], model, memory_budget or _default_budget(dev))
+    elif tiles is None:
+        tile_counts = None
+    else:
+        tile_counts = tuple(int(t) for t in tiles)
+        if len(tile_counts) != nd or min(tile_counts) < 1:
+            raise SynthcareError(f"tiles must be 'auto' or {nd} positive counts, got {tiles}")
+    means, scales = [], []
+    for x in tqdm(flat, desc="predict", disable=not progress or len(flat) < 4):
+        aff = percentile_affine(x)
+        y = predict_normalised(model, aff(x), tile_counts, dev, autocast, progress)
+        c = model.cfg.channels_out
+        means.append(aff.inverse(y[0] if c == 1 else y[:c]))
+        if return_scale:
+            scales.append((y[c] if c == 1 else y[c:]) * np.float32(aff.scale))
+    inverse = np.argsort(order)
+
+    def back(parts: list[np.ndarray]) -> np.ndarray:
+        return np.ascontiguousarray(np.transpose(np.stack(parts).reshape(moved.shape), inverse))
+
+    return (back(means), back(scales)) if return_scale else back(means)

@@ -1,0 +1,167 @@
+"""Training data streams, the loop, checkpoints, resume, and the command line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from restore import train as train_mod
+from restore.cli import main
+from restore.config import load_run
+from restore.data import BatchStream, FolderPairs, SimulatedBatches, validation_set
+from restore.train import load_model, read_log, train
+from restore.unet import UNet, UNetConfig
+from simulate import SynthcareError, read_tiff, write_tiff
+from simulate.io import write_dataset
+
+TINY = ["shape=[64,64]", "train.patch=[32,32]", "train.batch_size=4", "train.filters=8",
+        "train.val_patches=4", "train.workers=0", "train.patches_per_image=4"]
+
+
+def _run(*extra):
+    return load_run("denoise2d", None, [*TINY, *extra])
+
+
+def test_batches_are_a_pure_function_of_seed_and_number():
+    run = _run()
+    batches = SimulatedBatches(run.sim, seed=3, batch_size=4, patch=(32, 32), patches_per_image=4)
+    a0, b0 = batches(0)
+    a0_again, _ = batches(0)
+    a1, _ = batches(1)
+    assert a0.shape == (4, 1, 32, 32) and np.array_equal(a0, a0_again)
+    assert not np.array_equal(a0, a1)
+    other = SimulatedBatches(run.sim, seed=4, batch_size=4, patch=(32, 32), patches_per_image=4)
+    assert not np.array_equal(other(0)[0], a0)
+    assert batches.pairs_per_batch == 1  # batch b uses pair b: batches never share a pair
+
+
+def test_worker_streams_are_disjoint_and_match_a_single_process():
+    run = _run()
+    batches = SimulatedBatches(run.sim, seed=0, batch_size=2, patch=(32, 32), patches_per_image=2)
+
+    def first(n_workers, k=4):
+        loader = torch.utils.data.DataLoader(
+            BatchStream(batches, start=5), batch_size=None, num_workers=n_workers,
+            multiprocessing_context="spawn" if n_workers else None)
+        it = iter(loader)
+        return [next(it)[0].numpy() for _ in range(k)]
+
+    single, double = first(0), first(2)
+    for a, b in zip(single, double, strict=True):
+        assert np.array_equal(a, b)  # worker w makes batches start + w + k W, handed out in order
+    assert np.array_equal(single[0], batches(5)[0])
+    assert not any(np.array_equal(single[i], single[j]) for i in range(4) for j in range(i))
+
+
+def test_validation_set_is_fixed_and_held_out():
+    run = _run()
+    v1 = validation_set(run.sim, seed=0, patch=(32, 32), n_patches=4)
+    v2 = validation_set(run.sim, seed=0, patch=(32, 32), n_patches=4)
+    assert np.array_equal(v1[0], v2[0])
+    train_batch = SimulatedBatches(run.sim, seed=0, batch_size=4, patch=(32, 32))(0)[0]
+    assert not np.array_equal(v1[0], train_batch)
+
+
+def test_loop_learns_a_fixed_batch():
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(ndim=2, depth=1, filters=8, residual=False))
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((4, 1, 16, 16)).astype(np.float32))
+    y = torch.from_numpy(np.roll(x.numpy(), 1, axis=-1) * 0.5)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0)
+    first = None
+    for _ in range(400):
+        loss = (model(x) - y).square().mean()
+        first = first or loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < first / 10
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path):
+    full = train(_run("train.steps=6", "train.val_every=2"), tmp_path / "full", progress=False)
+    part = train(_run("train.steps=4", "train.val_every=2"), tmp_path / "part", progress=False)
+    assert full["steps"] == 6 and part["steps"] == 4
+    train(_run("train.steps=6", "train.val_every=2"), tmp_path / "part", resume=True, progress=False)
+    a, b = read_log(tmp_path / "full"), read_log(tmp_path / "part")
+    assert [r["step"] for r in b] == [2, 4, 6]
+    for ra, rb in zip(a, b, strict=True):
+        assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-6)
+        assert ra["val_loss"] == pytest.approx(rb["val_loss"], rel=1e-6)
+    with pytest.raises(SynthcareError, match="another configuration"):
+        train(_run("train.steps=8", "train.lr=1e-3"), tmp_path / "part", resume=True, progress=False)
+    with pytest.raises(SynthcareError, match="already holds"):
+        train(_run("train.steps=2"), tmp_path / "part", progress=False)
+
+
+def test_ctrl_c_checkpoints_and_stops(tmp_path, monkeypatch):
+    class StopAfterTwo:
+        def __init__(self):
+            self.reads = 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        @property
+        def requested(self):
+            self.reads += 1
+            return self.reads > 4  # two checks per step
+
+    monkeypatch.setattr(train_mod, "_Interrupt", StopAfterTwo)
+    summary = train(_run("train.steps=50", "train.val_every=25"), tmp_path / "r", progress=False)
+    assert summary["status"] == "interrupted" and summary["steps"] == 2
+    _, _, ck = load_model(tmp_path / "r")
+    assert ck["step"] == 2  # nothing lost: the checkpoint holds the last finished step
+
+
+def test_three_step_run_leaves_a_usable_model(tmp_path):
+    train(_run("train.steps=3", "train.val_every=100"), tmp_path / "r", progress=False)
+    assert (tmp_path / "r" / "last.pt").exists() and (tmp_path / "r" / "best.pt").exists()
+    model, run, _ = load_model(tmp_path / "r")
+    assert run.train.steps == 3 and model.cfg.filters == 8
+
+
+def test_real_pairs_folder(tmp_path):
+    run = _run()
+    write_dataset(run.sim, tmp_path / "pairs", 3, progress=False)
+    ds = FolderPairs(tmp_path / "pairs", patch=(32, 32))
+    x, y = ds[0]
+    assert x.shape == (1, 32, 32) and len(ds) == 3 * 32
+    summary = train(_run("train.steps=2"), tmp_path / "r", pairs=tmp_path / "pairs", progress=False)
+    assert summary["steps"] == 2
+    (tmp_path / "pairs" / "GT" / "0001.tif").unlink()
+    with pytest.raises(SynthcareError, match="no target of the same name"):
+        FolderPairs(tmp_path / "pairs", patch=(32, 32))
+    write_tiff(tmp_path / "pairs" / "GT" / "0001.tif", np.zeros((10, 10)), (0.1, 0.1))
+    with pytest.raises(SynthcareError, match="differ in shape"):
+        FolderPairs(tmp_path / "pairs", patch=(32, 32))
+    with pytest.raises(SynthcareError, match="low/ and GT/"):
+        FolderPairs(tmp_path, patch=(32, 32))
+
+
+def test_cli_train_predict_evaluate(tmp_path, capsys):
+    sets = [a for s in TINY for a in ("--set", s)]
+    assert main(["train", "--preset", "denoise2d", *sets, "--steps", "2", "--out",
+                 str(tmp_path / "run")]) == 0
+    assert "finished: 2 steps" in capsys.readouterr().out
+    img = np.random.default_rng(0).poisson(5, (3, 40, 50)).astype(np.float32) + 100
+    write_tiff(tmp_path / "in.tif", img, (0.3, 0.1, 0.1))
+    assert main(["predict", "--model", str(tmp_path / "run"), str(tmp_path / "in.tif"), "-o",
+                 str(tmp_path / "out.tif")]) == 0
+    out, meta = read_tiff(tmp_path / "out.tif")
+    assert out.shape == img.shape and out.dtype == np.float32
+    assert meta["spacing"] == pytest.approx((0.3, 0.1, 0.1))
+    assert main(["evaluate", "--model", str(tmp_path / "run"), "--n", "1", "--json",
+                 str(tmp_path / "s.json")]) == 0
+    assert "| network |" in capsys.readouterr().out
+    assert main(["predict", "--model", str(tmp_path / "run"), str(tmp_path / "in.tif"), "-o",
+                 str(tmp_path / "x.tif"), "--axes", "QYX"]) == 2
+    assert "axes" in capsys.readouterr().err
+    assert main(["predict", "--model", str(tmp_path / "nothing"), str(tmp_path / "in.tif"), "-o",
+                 str(tmp_path / "x.tif")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
