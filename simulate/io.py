@@ -66,7 +66,7 @@ def write_tiff(path: str | Path, image: np.ndarray, spacing: tuple[float, ...], 
         tmp, image, imagej=True, resolution=(1.0 / dx, 1.0 / dy), metadata=meta))
 
 
-_UNITS_UM = {"um": 1.0, "µm": 1.0, "\u00b5m": 1.0, "micron": 1.0, "microns": 1.0,
+_UNITS_UM = {"um": 1.0, "µm": 1.0, "μm": 1.0, "micron": 1.0, "microns": 1.0,
              "micrometer": 1.0, "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
 
 
@@ -80,7 +80,7 @@ def tiff_spacing(tif: tifffile.TiffFile) -> tuple[float, ...] | None:
     if not (xr[0] and yr[0]):
         return None
     ij = tif.imagej_metadata or {}
-    unit = str(ij.get("unit", "")).strip().lower().replace("\\u00b5", "µ")
+    unit = str(ij.get("unit", "")).strip().lower().replace("\\u00b5", "µ")  # ImageJ escapes µ
     if unit:
         factor = _UNITS_UM.get(unit)
     else:  # TIFF ResolutionUnit: 2 inch, 3 centimetre, 1 none (unknown)

@@ -119,7 +119,7 @@ def test_every_allowed_oversampling_has_a_grid(oversample):
 def test_truth_grid_must_resolve_the_otf():
     from simulate.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="sampling.oversample = 1 is too coarse"):
+    with pytest.raises(ConfigError, match=r"sampling\.oversample = 1 is too coarse"):
         SimConfig.from_dict({"sampling": {"pixel": 0.65, "oversample": 1}, "optics": {"na": 0.45}})
     assert SimConfig.from_dict({"sampling": {"pixel": 0.65}, "optics": {"na": 0.45}}).oversampling()[0] >= 3
     assert SimConfig.from_dict({"optics": {"psf": "confocal"}}).oversampling()[0] >= 3

@@ -26,7 +26,7 @@ def _run(*extra):
 def test_batches_are_a_pure_function_of_seed_and_number():
     run = _run()
     batches = SimulatedBatches(run.sim, seed=3, batch_size=4, patch=(32, 32), patches_per_image=4)
-    a0, b0 = batches(0)
+    a0, _ = batches(0)
     a0_again, _ = batches(0)
     a1, _ = batches(1)
     assert a0.shape == (4, 1, 32, 32) and np.array_equal(a0, a0_again)
@@ -130,7 +130,7 @@ def test_real_pairs_folder(tmp_path):
     run = _run()
     write_dataset(run.sim, tmp_path / "pairs", 3, progress=False)
     ds = FolderPairs(tmp_path / "pairs", patch=(32, 32))
-    x, y = ds[0]
+    x, _ = ds[0]
     assert x.shape == (1, 32, 32) and len(ds) == 3 * 32
     summary = train(_run("train.steps=2"), tmp_path / "r", pairs=tmp_path / "pairs", progress=False)
     assert summary["steps"] == 2
