@@ -14,12 +14,12 @@ reported as ``floor_zpadded``. Prints a table and JSON (stage medians in seconds
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
 import numpy as np
 import scipy.fft
+from common import emit
 
 from simulate import convolve
 from simulate.config import SimConfig
@@ -80,19 +80,14 @@ def main() -> None:
     args = ap.parse_args()
     results = [bench(name, args.repeat) for name in CASES]
     stages = list(results[0]["stages_s"])
-    print(f"{'case':5s} {'truth':>16s} " + " ".join(f"{s:>9s}" for s in stages)
-          + f" {'pair':>7s} {'floor':>7s} {'ratio':>6s} {'floor_zpad':>10s} {'first':>7s}")
+    table = [f"{'case':5s} {'truth':>16s} " + " ".join(f"{s:>9s}" for s in stages)
+             + f" {'pair':>7s} {'floor':>7s} {'ratio':>6s} {'floor_zpad':>10s} {'first':>7s}"]
     for r in results:
-        print(f"{r['case']:5s} {'x'.join(map(str, r['truth'])):>16s} "
-              + " ".join(f"{r['stages_s'][s]:9.3f}" for s in stages)
-              + f" {r['pair_s']:7.3f} {r['floor_s']:7.3f} {r['pair_over_floor']:6.2f}"
-              f" {r['floor_zpadded_s']:10.3f} {r['first_call_s']:7.2f}")
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text)
-
+        table.append(f"{r['case']:5s} {'x'.join(map(str, r['truth'])):>16s} "
+                     + " ".join(f"{r['stages_s'][s]:9.3f}" for s in stages)
+                     + f" {r['pair_s']:7.3f} {r['floor_s']:7.3f} {r['pair_over_floor']:6.2f}"
+                     f" {r['floor_zpadded_s']:10.3f} {r['first_call_s']:7.2f}")
+    emit(results, table, args.json)
 
 if __name__ == "__main__":
     main()

@@ -78,17 +78,22 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from simulate import read_tiff, write_tiff
 
-    from .predict import predict
+    from .predict import predict_task
     from .train import load_model
 
-    model, _, _ = load_model(args.model)
+    model, run, _ = load_model(args.model)
     image, meta = read_tiff(args.input)
     axes = args.axes or _default_axes(meta.get("axes"), image.ndim)
     tiles = None if args.tiles == "none" else "auto" if args.tiles == "auto" else _ints(args.tiles)
-    restored = predict(model, image, axes, tiles, progress=True)
-    spacing = meta.get("spacing") or (1.0,) * min(3, image.ndim)
-    write_tiff(args.output, restored, spacing, axes=axes if len(axes) == restored.ndim else None)
-    print(f"restored {args.input} ({image.shape}, axes {axes}) -> {args.output}")
+    if args.factor is not None and run.task not in ("upsample", "isotropic"):
+        raise SynthcareError(f"--factor applies to upsample and isotropic models, not '{run.task}'")
+    restored = predict_task(model, run.task, image, axes, factor=args.factor,
+                            z_factor=run.sampling.z_factor, tiles=tiles, progress=True)
+    spacing = list(meta.get("spacing") or (1.0,) * min(3, image.ndim))
+    if run.task in ("upsample", "isotropic") and len(spacing) == 3:
+        spacing[0] /= args.factor or run.sampling.z_factor  # planes now at the finer z-step
+    write_tiff(args.output, restored, tuple(spacing), axes=axes if len(axes) == restored.ndim else None)
+    print(f"restored {args.input} ({image.shape}, axes {axes}) -> {args.output} {restored.shape}")
 
 
 def _default_axes(tiff_axes: str | None, ndim: int) -> str:
@@ -153,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output TIFF (float32)")
     p.add_argument("--axes", help="axes of the input, e.g. YX, ZYX, CYX (default: from the file)")
     p.add_argument("--tiles", default="auto", help="auto, none, or counts per axis like 1,4,4")
+    p.add_argument("--factor", type=int, help="z-step / pixel of the input (upsample and isotropic "
+                   "models; default: the model's)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="score a model on held-out simulated images",

@@ -53,8 +53,9 @@ class TrainConfig(Settings):
     jitter: float = Field(0.0, ge=0, le=10, description="random jitter of the normalisation "
                           "percentiles (augmentation), percent")
     augment: bool = Field(True, description="random flips and 90° rotations")
-    workers: int | None = Field(None, ge=0, le=64, description="DataLoader workers (default: 1 on "
-                                "a CPU, 0 on a GPU)")
+    workers: int | None = Field(None, ge=0, le=64, description="DataLoader worker processes "
+                                "simulating pairs (default 0: in the training process, which on a "
+                                "CPU whose cores training already fills waits least)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool | None = Field(None, description="bfloat16 autocast (default: on for CUDA)")
     seed: int = Field(0, ge=0, description="seed of the network's initial weights")

@@ -19,8 +19,10 @@ nominal parameters), so fixed-pattern noise is something restoration should remo
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -92,6 +94,8 @@ class Camera:
         kw = {k: getattr(cfg, k) for k in ("qe", "gain", "offset", "read_noise", "dark", "em_gain",
                                            "bits", "hot_pixels", "hot_level", "photon_counting",
                                            "pattern_seed")}
+        if maps is None and cfg.maps:
+            maps = load_maps(cfg.maps)
         kw.update(maps or {})
         return cls(**kw)
 
@@ -145,7 +149,11 @@ class Camera:
         plane = frames.shape[1:]
 
         def per_pixel(value) -> np.ndarray:
-            return np.broadcast_to(np.asarray(value, np.float64), plane)
+            v = np.asarray(value, np.float64)
+            if v.ndim == 2 and v.shape != plane:
+                raise SynthcareError(f"camera map of shape {v.shape} does not match the detector's "
+                                     f"{plane}")
+            return np.broadcast_to(v, plane)
 
         hot = self.hot_map(plane) if s.ndim >= 2 else None
         out = np.empty(frames.shape, np.float32)
@@ -155,6 +163,23 @@ class Camera:
                  per_pixel(self.gain), per_pixel(self.offset), bool(self.photon_counting),
                  np.inf if self.bits is None else 2.0 ** int(self.bits) - 1, k0, k1, out)
         return out.reshape(s.shape)
+
+
+@functools.lru_cache(maxsize=4)
+def load_maps(path: str) -> dict[str, np.ndarray]:
+    """Per-pixel sCMOS maps from an .npz holding any of 'gain', 'offset', 'read_noise'."""
+    p = Path(path)
+    if not p.is_file():
+        raise SynthcareError(f"camera.maps file not found: {p}")
+    try:
+        with np.load(p) as data:
+            maps = {k: np.asarray(data[k], np.float64) for k in ("gain", "offset", "read_noise")
+                    if k in data.files}
+    except (OSError, ValueError) as exc:
+        raise SynthcareError(f"camera.maps {p} is not a readable .npz: {exc}") from None
+    if not maps or any(m.ndim != 2 for m in maps.values()):
+        raise SynthcareError(f"camera.maps {p} must hold 2D arrays named gain, offset or read_noise")
+    return maps
 
 
 @numba.njit(parallel=True, cache=True)

@@ -158,6 +158,8 @@ class CameraConfig(Settings):
     photon_counting: bool = Field(False, description="point-detector mode: ADU = detected electrons, "
                                   "no read noise, gain or offset")
     pattern_seed: int = Field(0, ge=0, description="seed of the camera's fixed pattern (hot pixels)")
+    maps: str | None = Field(None, description="sCMOS per-pixel maps: an .npz with any of 'gain', "
+                             "'offset', 'read_noise', each (ny, nx) like the detector")
 
 
 class TargetConfig(Settings):

@@ -86,3 +86,19 @@ def test_bad_camera_parameters(kw, name):
 def test_negative_photons_rejected():
     with pytest.raises(SynthcareError, match="photons"):
         Camera().capture(np.array([1.0, -1.0]), np.random.default_rng(0))
+
+
+def test_scmos_maps_from_a_file(tmp_path):
+    from simulate.config import CameraConfig
+
+    rng = np.random.default_rng(7)
+    offset = rng.uniform(90, 110, (32, 48))
+    np.savez(tmp_path / "maps.npz", offset=offset, read_noise=np.full((32, 48), 2.0))
+    cam = Camera.from_config(CameraConfig(maps=str(tmp_path / "maps.npz"), read_noise=9.0))
+    frames = np.stack([cam.capture(np.zeros((32, 48)), rng) for _ in range(200)])
+    assert np.abs(frames.mean(axis=0) - offset).max() < 1.0
+    assert frames.std(axis=0).mean() == pytest.approx(2.0 * cam.gain, rel=0.1)  # the map's noise
+    with pytest.raises(SynthcareError, match="does not match"):
+        cam.capture(np.zeros((8, 8)), rng)
+    with pytest.raises(SynthcareError, match="not found"):
+        Camera.from_config(CameraConfig(maps=str(tmp_path / "none.npz")))

@@ -151,3 +151,26 @@ def test_metrics():
     assert ssim(vol, vol) == pytest.approx(1.0)
     assert ssim(vol, rng.random(vol.shape)) < 0.2
     np.testing.assert_allclose(fit_affine(2 * gt + 1, gt), gt, atol=1e-9)
+
+
+def _identity(ndim):
+    model = UNet(UNetConfig(ndim=ndim)).eval()
+    for p in model.parameters():
+        torch.nn.init.zeros_(p)
+    return model
+
+
+def test_upsample_and_isotropic_prediction_shapes_and_identity():
+    from restore.predict import predict_task, upsample_z
+
+    vol = np.random.default_rng(9).random((4, 24, 28)).astype(np.float32) * 50 + 100
+    up = predict_task(_identity(3), "upsample", vol, "ZYX", z_factor=3, tiles=None)
+    assert up.shape == (10, 24, 28)
+    np.testing.assert_allclose(up, upsample_z(vol, "ZYX", 3), rtol=1e-5)  # identity network
+    iso = predict_task(_identity(2), "isotropic", vol, "ZYX", z_factor=2, factor=3, tiles=None)
+    assert iso.shape == (10, 24, 28)  # --factor overrides the model's k
+    np.testing.assert_allclose(iso, upsample_z(vol, "ZYX", 3), rtol=1e-5)
+    with pytest.raises(SynthcareError, match="2D model"):
+        predict_task(_identity(3), "isotropic", vol, "ZYX", z_factor=2)
+    with pytest.raises(SynthcareError, match="Z axis"):
+        predict_task(_identity(2), "upsample", vol[0], "YX", z_factor=2)
