@@ -1,6 +1,7 @@
 """The built-in demo: simulate, train briefly, restore, report — in about 5 minutes on 2 cores.
 
-2D denoising of microtubules and granules at a few photons per pixel (preset ``denoise2d``):
+2D denoising of microtubules and granules at a few photons per pixel (preset ``denoise2d`` at 20
+photons at the brightest pixel, ~0.4 in the background):
 a CARE network trains on pairs simulated on the fly for ``minutes``, is scored on held-out
 images against the input and a tuned Gaussian filter, and the folder gets the model, the
 scores (``scores.json``, printed as a table), TIFFs of one held-out image and a PNG figure.
@@ -17,11 +18,21 @@ from .config import load_run
 from .evaluate import evaluate, figure, table
 from .train import train
 
+# Chosen by measurement (3 min on 2 cores, 4 held-out images, PSNR vs the tuned Gaussian):
+# filters 32, batch 16, residual          -0.6 dB (181 steps: too few)
+# filters 16, batch 8, lr 1e-3, residual  -0.3 dB at 10 photons, +1.0 dB at 20
+# filters 16, batch 8, lr 1e-3, no residual +0.3 dB at 10 photons, +1.6 dB at 20
+# At a few photons the residual connection makes the network cancel the input's noise exactly,
+# which a short training does not learn; more small steps beat fewer large ones.
 DEMO_SETTINGS = [
+    "camera.photons=20",
     "train.steps=null",
-    "train.val_every=25",
-    "train.batch_size=16",
+    "train.val_every=50",
+    "train.batch_size=8",
     "train.patch=[64,64]",
+    "train.filters=16",
+    "train.residual=false",
+    "train.lr=1e-3",
     "train.val_patches=16",
 ]
 

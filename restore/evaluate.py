@@ -105,8 +105,8 @@ def figure(images: dict[str, np.ndarray], result: dict, path: str | Path, title:
         ax.set_title(label, fontsize=11)
         ax.axis("off")
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=12)
+    fig.tight_layout(rect=(0, 0, 1, 0.92) if title else None)
     path = Path(path)
     atomic_write(path, lambda p: fig.savefig(p, dpi=90, format="png"))
     plt.close(fig)

@@ -77,7 +77,7 @@ def test_loop_learns_a_fixed_batch():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < first / 10
+    assert loss.item() < first / 10
 
 
 def test_resume_reproduces_uninterrupted_run(tmp_path):
