@@ -64,6 +64,10 @@ class TrainConfig(Settings):
     def _budget(self) -> TrainConfig:
         if self.steps is None and self.minutes is None:
             raise ValueError("give train.steps or train.minutes (or both)")
+        m = 2**self.depth
+        if self.patch is not None and any(p < m or p % m for p in self.patch):
+            raise ValueError(f"train.patch {list(self.patch)}: every size must be a multiple of "
+                             f"2^depth = {m} (the network pools {self.depth} times)")
         return self
 
 

@@ -1,109 +1,149 @@
-"""Evaluation on held-out simulated images, against classical baselines, with a figure.
+"""Evaluation on held-out simulated images, against tuned classical baselines, with a figure.
 
 Held-out pairs come from the seed ``run.seed + TEST_OFFSET`` (never seen in training or
-validation). Every method is scored against the noise-free ``clean`` image with
-:func:`restore.metrics.scores`: the input itself, a Gaussian filter whose σ is tuned on the
-validation seed (the best a user would get by smoothing), and the network.
+validation); baselines are tuned on the validation seed. Every method is scored against the
+noise-free reference with :func:`restore.metrics.scores`:
+
+* denoise, n2n: the input, a tuned Gaussian filter, the network, against the clean image;
+* deconvolve: the input, Richardson–Lucy with the true PSF (iterations tuned), the network,
+  against the sample through the narrow target PSF;
+* upsample, isotropic: linear and cubic interpolation of the acquired stack along z, and the
+  network, against the isotropically sampled reference volume (:func:`simulate.simulate_volume`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 from tqdm.auto import tqdm
 
-from simulate import SimConfig, atomic_write, simulate_pair
+from simulate import Camera, SimConfig, atomic_write, simulate_pair, simulate_volume
 
-from .data import TEST_OFFSET, VALIDATION_OFFSET, model_images
+from . import baselines
+from .data import TEST_OFFSET, VALIDATION_OFFSET
 from .metrics import fit_affine, mean_scores, normalise_gt, scores
-from .predict import predict
+from .predict import predict_task
 from .train import load_model
-from .unet import UNet
 
-SIGMAS = (0.3, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0)
-
-
-def _images(cfg: SimConfig, seed: int, n: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    out = []
-    for i in range(n):
-        out += model_images(cfg, simulate_pair(cfg, seed, i))
-    return out
+Method = Callable[[np.ndarray], np.ndarray]
 
 
-def tune_gaussian(images: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
-    """The σ (pixels) of :data:`SIGMAS` with the best mean PSNR against the clean images."""
-    best = max(SIGMAS, key=lambda s: np.mean([scores(gaussian_filter(x, s), c)["psnr"]
-                                             for x, _, c in images]))
-    return float(best)
+@dataclass(frozen=True)
+class Case:
+    """A held-out input as acquired and the reference a restoration should reach."""
+
+    input: np.ndarray
+    reference: np.ndarray
 
 
-def axes_of(model: UNet, image: np.ndarray) -> str:
-    """'YX' or 'ZYX' for a model-space image."""
-    return "YX" if image.ndim == 2 else "ZYX"
+def cases(cfg: SimConfig, seed: int, n: int) -> list[Case]:
+    """``n`` evaluation cases of dataset ``seed``."""
+    if cfg.task in ("upsample", "isotropic"):
+        return [Case(v.acquired, v.reference) for v in (simulate_volume(cfg, seed, i) for i in range(n))]
+    return [Case(p.input, p.clean) for p in (simulate_pair(cfg, seed, i) for i in range(n))]
+
+
+def tuned_baselines(cfg: SimConfig, validation: list[Case]) -> tuple[dict[str, Method], dict]:
+    """The task's classical methods with their knobs tuned on ``validation``; and the knobs."""
+    pairs = [(c.input, c.reference) for c in validation]
+    if cfg.task in ("upsample", "isotropic"):
+        k = cfg.sampling.z_factor
+        return ({"linear": lambda x: baselines.interpolate_z(x, k, 1),
+                 "cubic": lambda x: baselines.interpolate_z(x, k, 3)}, {})
+    if cfg.task == "deconvolve":
+        camera = Camera.from_config(cfg.camera)
+        kernel = baselines.detector_psf(cfg, validation[0].input.shape)
+        runs = [baselines.richardson_lucy(x, kernel, baselines.RL_ITERATIONS, camera) for x, _ in pairs]
+        best = max(baselines.RL_ITERATIONS, key=lambda n: np.mean(
+            [scores(r[n], ref)["psnr"] for r, (_, ref) in zip(runs, pairs, strict=True)]))
+        return ({"input": lambda x: x,
+                 "richardson-lucy": lambda x: baselines.richardson_lucy(x, kernel, [best], camera)[best]},
+                {"richardson-lucy": {"iterations": best}})
+    sigma = float(baselines.tune(baselines.SIGMAS, baselines.gaussian, pairs))
+    return ({"input": lambda x: x, "gaussian": lambda x: baselines.gaussian(x, sigma)},
+            {"gaussian": {"sigma": sigma}})
 
 
 def evaluate(run_dir: str | Path, n: int = 8, *, json_path: str | Path | None = None,
              progress: bool = True, keep: bool = False) -> dict:
-    """Scores {method: {psnr, ssim, nrmse}} on ``n`` held-out pairs; with ``keep`` also the
-    first held-out (input, gaussian, network, clean) images under the key ``'images'``."""
+    """Scores ``{method: {psnr, ssim, nrmse}}`` on ``n`` held-out cases; ``best_baseline`` names
+    the baseline with the highest PSNR. With ``keep`` the first case's images are returned
+    under ``'images'`` (input | best baseline | network | ground truth)."""
     model, run, _ = load_model(run_dir)
     cfg = run.sim
-    sigma = tune_gaussian(_images(cfg, run.seed + VALIDATION_OFFSET, 2))
-    rows: dict[str, list[dict[str, float]]] = {"input": [], "gaussian": [], "network": []}
+    methods, knobs = tuned_baselines(cfg, cases(cfg, run.seed + VALIDATION_OFFSET, 2))
+    axes = "YX" if cfg.ndim == 2 else "ZYX"
+    methods["network"] = lambda x: predict_task(model, cfg.task, x, axes, z_factor=cfg.sampling.z_factor)
+    rows: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
     kept = None
-    for i in tqdm(range(n), desc="evaluate", disable=not progress):
-        for x, _, clean in model_images(cfg, simulate_pair(cfg, run.seed + TEST_OFFSET, i)):
-            smooth = gaussian_filter(x, sigma)
-            restored = predict(model, x, axes_of(model, x))
-            rows["input"].append(scores(x, clean))
-            rows["gaussian"].append(scores(smooth, clean))
-            rows["network"].append(scores(restored, clean))
-            if kept is None:
-                kept = {"input": x, "gaussian": smooth, "network": restored, "ground truth": clean}
-    result = {k: mean_scores(v) for k, v in rows.items()}
-    result["gaussian"]["sigma"] = sigma
+    for i, case in enumerate(tqdm(cases(cfg, run.seed + TEST_OFFSET, n), desc="evaluate",
+                                  disable=not progress)):
+        outputs = {m: f(case.input) for m, f in methods.items()}
+        for m, out in outputs.items():
+            rows[m].append(scores(out, case.reference))
+        if i == 0 and keep:
+            kept = (outputs, case.reference)
+    result: dict = {m: {**mean_scores(r), **knobs.get(m, {})} for m, r in rows.items()}
+    result["best_baseline"] = max((m for m in methods if m != "network"),
+                                  key=lambda m: result[m]["psnr"])
+    result["task"], result["n"] = cfg.task, n
     if json_path is not None:
         atomic_write(Path(json_path), lambda p: p.write_text(json.dumps(result, indent=2)))
     if keep:
-        result["images"] = kept
+        outputs, ref = kept
+        first = next(iter(outputs))  # the input, or its linear interpolation
+        shown = {first: outputs[first]}
+        if result["best_baseline"] != first:
+            shown[result["best_baseline"]] = outputs[result["best_baseline"]]
+        shown["network"] = outputs["network"]
+        shown["ground truth"] = ref
+        result["images"] = shown
     return result
 
 
 def table(result: dict) -> str:
     """A markdown table of the scores."""
     lines = ["| method | PSNR (dB) | SSIM | NRMSE |", "|---|---:|---:|---:|"]
-    for method in ("input", "gaussian", "network"):
-        if method in result:
-            r = result[method]
-            name = f"gaussian (σ={r['sigma']:g} px)" if method == "gaussian" else method
-            lines.append(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['nrmse']:.4f} |")
+    for method, r in result.items():
+        if not isinstance(r, dict) or "psnr" not in r:
+            continue
+        knob = ", ".join(f"{k}={v:g}" for k, v in r.items() if k not in ("psnr", "ssim", "nrmse"))
+        name = f"{method} ({knob})" if knob else method
+        lines.append(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['nrmse']:.4f} |")
     return "\n".join(lines)
 
 
 def figure(images: dict[str, np.ndarray], result: dict, path: str | Path, title: str = "") -> Path:
-    """PNG panel: input | gaussian | network | ground truth, each with its scores
-    (max projection along z for 3D)."""
+    """PNG panel of the methods and the ground truth, each with its scores: the image in 2D;
+    for 3D, the XY maximum projection above the XZ one."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(images), figsize=(4.2 * len(images), 4.6))
     ref = images["ground truth"]
-    ref2d = ref.max(axis=0) if ref.ndim == 3 else ref
-    lo, hi = np.percentile(ref2d, [0.5, 99.8])
-    g = normalise_gt(ref2d)
-    for ax, (name, img) in zip(axes, images.items(), strict=True):
-        view = img.max(axis=0) if img.ndim == 3 else img
-        shown = fit_affine(view, g) * (hi - lo) + lo  # same grey levels for every panel
-        ax.imshow(shown, cmap="magma", vmin=lo, vmax=hi, interpolation="nearest")
-        r = result.get(name.split()[0] if name != "ground truth" else "", None)
-        label = name if r is None else f"{name}\nPSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.3f}"
-        ax.set_title(label, fontsize=11)
-        ax.axis("off")
+    views = [(lambda a: a)] if ref.ndim == 2 else [(lambda a: a.max(axis=0)), (lambda a: a.max(axis=1))]
+    rows = len(views)
+    heights = [1.0] if rows == 1 else [1.0, max(0.25, ref.shape[0] / ref.shape[1])]
+    fig, axes = plt.subplots(rows, len(images), figsize=(4.2 * len(images), 4.6 * sum(heights)),
+                             squeeze=False, gridspec_kw={"height_ratios": heights})
+    for row, view in enumerate(views):
+        g = normalise_gt(view(ref))
+        for col, (name, img) in enumerate(images.items()):
+            shown = fit_affine(view(img), g)  # same grey levels for every panel
+            ax = axes[row, col]
+            ax.imshow(shown, cmap="magma", vmin=0.0, vmax=1.0, interpolation="nearest",
+                      aspect="auto" if row else "equal")
+            r = result.get(name)
+            if row == 0:
+                label = name if not isinstance(r, dict) else (
+                    f"{name}\nPSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.3f}")
+                ax.set_title(label, fontsize=11)
+            ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=12)
     fig.tight_layout(rect=(0, 0, 1, 0.92) if title else None)

@@ -31,7 +31,7 @@ from .config import (
 )
 from .errors import ConfigError, SynthcareError
 from .io import atomic_write, ensure_writable, read_tiff, versions, write_tiff
-from .pairs import Pair, make_pair, simulate_pair
+from .pairs import Pair, Volume, make_pair, simulate_pair, simulate_volume
 from .sampling import interpolate_axis
 
 
@@ -48,6 +48,7 @@ __all__ = [
     "Settings",
     "SimConfig",
     "SynthcareError",
+    "Volume",
     "apply_overrides",
     "atomic_write",
     "camera",
@@ -69,6 +70,7 @@ __all__ = [
     "sampling",
     "set_threads",
     "simulate_pair",
+    "simulate_volume",
     "validate",
     "versions",
     "write_tiff",

@@ -93,6 +93,52 @@ def residual_sigma(cfg: SimConfig) -> float:
     return float(np.sqrt(max(fz**2 - fxy**2, 0.0)) / _FWHM_PER_SIGMA / cfg.sampling.pixel)
 
 
+@dataclass
+class _Imaging:
+    """One sample, rendered and transformed once, ready to be imaged at any planes."""
+
+    cfg: SimConfig
+    grid: Grid
+    rng: dict[str, np.random.Generator]
+    field: phantoms.SmoothField | None
+    spectrum: np.ndarray
+    plan: convolve.Plan
+    truth: np.ndarray
+    scale: float = 1.0
+
+    def signal(self, planes: tuple[int, ...], which: int = 0, crop: bool = True) -> np.ndarray:
+        """Blurred, pixel-integrated photons (no background) at truth planes, with PSF ``which``."""
+        out = convolve.detector_planes(self.spectrum, self.plan, which, self.grid, planes, crop=crop)
+        return out * np.float32(self.scale)
+
+    def photons(self, signal: np.ndarray, planes: tuple[int, ...]) -> np.ndarray:
+        """Signal plus background, never negative (FFT rounding leaves ~1e-7 negatives)."""
+        return np.maximum(signal + _background(self.cfg, self.grid, planes, self.field), 0)
+
+
+def _image(cfg: SimConfig, seed: int, index: int, extra_keys: tuple = (),
+           clock: _Clock | None = None) -> _Imaging:
+    clock = clock or _Clock(None)
+    grid = Grid.from_config(cfg)
+    rng = streams(seed, index)
+    sample = phantoms.sample(cfg.sample, grid.extent, rng["geometry"], slab=cfg.ndim == 2)
+    field = (phantoms.SmoothField.draw(rng["background"], cfg.sample.background_scale)
+             if cfg.sample.background_smooth > 0 else None)
+    clock.lap("geometry")
+    truth = render.render(sample, grid.truth_shape, grid.truth_spacing)
+    clock.lap("render")
+    plan = convolve.plan((convolve.optics_key(cfg.optics, cfg.ndim), *extra_keys), grid)
+    spectrum = convolve.truth_spectrum(truth, plan, grid)
+    clock.lap("fft")
+    return _Imaging(cfg, grid, rng, field, spectrum, plan, truth)
+
+
+def _calibrate(im: _Imaging, padded_input: np.ndarray) -> None:
+    """Set the photon scale: ``camera.photons`` at the brightest pixel of the input field."""
+    peak = float(im.grid.crop(padded_input).max())
+    im.scale = im.cfg.camera.photons / peak if peak > 0 else 0.0
+
+
 def simulate_pair(config: SimConfig, seed: int, index: int, *, keep_truth: bool = False,
                   timings: dict[str, float] | None = None) -> Pair:
     """Simulate pair ``index`` of the dataset ``seed`` (see the module docstring for the tasks).
@@ -102,56 +148,82 @@ def simulate_pair(config: SimConfig, seed: int, index: int, *, keep_truth: bool 
     (⌈ny/k⌉ − 1)·k + 1). ``timings``, if given, accumulates seconds per stage.
     """
     cfg, clock = config, _Clock(timings)
-    grid = Grid.from_config(cfg)
-    rng = streams(seed, index)
-    sample = phantoms.sample(cfg.sample, grid.extent, rng["geometry"], slab=cfg.ndim == 2)
-    field = (phantoms.SmoothField.draw(rng["background"], cfg.sample.background_scale)
-             if cfg.sample.background_smooth > 0 else None)
-    clock.lap("geometry")
-    truth = render.render(sample, grid.truth_shape, grid.truth_spacing)
-    clock.lap("render")
-    keys = (convolve.optics_key(cfg.optics, cfg.ndim),)
+    extra = ()
     if cfg.task == "deconvolve":
-        keys += (convolve.narrow_key(cfg.target.fwhm_xy or 2 * grid.pixel,
-                                     cfg.target.fwhm_z or 2 * grid.z_step),)
-    plan = convolve.plan(keys, grid)
-    spectrum = convolve.truth_spectrum(truth, plan, grid)
-    clock.lap("fft")
-
+        extra = (convolve.narrow_key(cfg.target.fwhm_xy or 2 * cfg.sampling.pixel,
+                                     cfg.target.fwhm_z or 2 * cfg.sampling.pixel
+                                     * cfg.sampling.z_factor),)
+    im = _image(cfg, seed, index, extra, clock)
+    grid = im.grid
     in_planes = grid.input_planes
     tgt_planes = grid.iso_planes if cfg.task == "upsample" else in_planes
-    both = convolve.detector_planes(spectrum, plan, 0, grid, in_planes + tgt_planes, crop=False)
-    signal_in, signal_tgt = grid.crop(both[:len(in_planes)]), grid.crop(both[len(in_planes):])
-    if cfg.task == "deconvolve":
-        signal_tgt = convolve.detector_planes(spectrum, plan, 1, grid, in_planes)
-    peak = float(signal_in.max())
-    scale = cfg.camera.photons / peak if peak > 0 else 0.0
-    # FFT rounding leaves ~1e-7 negatives where there is no light: photons are never negative
-    photons_in = np.maximum(signal_in * scale + _background(cfg, grid, in_planes, field), 0)
-    photons_tgt = np.maximum(signal_tgt * scale + _background(cfg, grid, tgt_planes, field), 0)
+    both = convolve.detector_planes(im.spectrum, im.plan, 0, grid, in_planes + tgt_planes, crop=False)
+    _calibrate(im, both[:len(in_planes)])
+    both *= np.float32(im.scale)
+    photons_in = im.photons(grid.crop(both[:len(in_planes)]), in_planes)
+    signal_tgt = (im.signal(in_planes, which=1) if cfg.task == "deconvolve"
+                  else grid.crop(both[len(in_planes):]))
+    photons_tgt = im.photons(signal_tgt, tgt_planes)
     clock.lap("optics")
 
     camera = Camera.from_config(cfg.camera)
     if cfg.task == "isotropic":
         # the residual axial blur acts on the padded field, so crop borders hold real context
         blurred = grid.crop(gaussian_filter1d(both[:len(in_planes)], residual_sigma(cfg), axis=1))
-        blurred = np.maximum(blurred * scale + _background(cfg, grid, in_planes, field), 0)
-        inp, photons_tgt = _isotropic_slices(cfg, camera, blurred, photons_in, rng["noise"])
+        inp, photons_tgt = _isotropic_slices(cfg, camera, im.photons(blurred, in_planes), photons_in,
+                                             im.rng["noise"])
     else:
-        inp = camera.capture(photons_in, rng["noise"])
+        inp = camera.capture(photons_in, im.rng["noise"])
     clean = camera.expected(photons_tgt)
     if cfg.task == "n2n":
-        target = camera.capture(photons_tgt, rng["target"])
+        target = camera.capture(photons_tgt, im.rng["target"])
     elif cfg.target.noise == "high":
         target = _high_photon(camera, photons_tgt, cfg.target.photons / cfg.camera.photons,
-                              rng["target"])
+                              im.rng["target"])
     else:
         target = clean
     clock.lap("camera")
     if cfg.ndim == 2:
         inp, target, clean = inp[0], target[0], clean[0]
     inp, target, clean = (np.ascontiguousarray(a, dtype=np.float32) for a in (inp, target, clean))
-    return Pair(inp, target, clean, truth if keep_truth else None)
+    return Pair(inp, target, clean, im.truth if keep_truth else None)
+
+
+@dataclass(frozen=True)
+class Volume:
+    """An acquired anisotropic stack and its isotropically sampled reference.
+
+    acquired : camera ADU, (nz, ny, nx), plane i at z = i·k·pixel (the input of every 3D task).
+    reference : noise-free expected ADU, ((nz − 1)·k + 1, ny, nx), plane j at z = j·pixel: for
+        ``isotropic`` configs the sample through an isotropic Gaussian PSF with the lateral
+        FWHM (what the microscope would record if its axial resolution equalled its lateral
+        one), otherwise through the microscope's own PSF.
+    """
+
+    acquired: np.ndarray
+    reference: np.ndarray
+
+
+def simulate_volume(config: SimConfig, seed: int, index: int) -> Volume:
+    """The :class:`Volume` of pair (seed, index) of a 3D config: same sample and same noise as
+    :func:`simulate_pair`'s input (for every task but ``isotropic``, whose pair is slices)."""
+    cfg = config
+    if cfg.ndim != 3:
+        raise ValueError("simulate_volume needs a 3D config")
+    extra = ()
+    if cfg.task == "isotropic":
+        fxy = model_fwhm(cfg.optics)[1]
+        extra = (convolve.narrow_key(fxy, fxy),)
+    im = _image(cfg, seed, index, extra)
+    grid = im.grid
+    padded = convolve.detector_planes(im.spectrum, im.plan, 0, grid, grid.input_planes, crop=False)
+    _calibrate(im, padded)
+    photons_in = im.photons(grid.crop(padded) * np.float32(im.scale), grid.input_planes)
+    reference = im.photons(im.signal(grid.iso_planes, which=len(extra)), grid.iso_planes)
+    camera = Camera.from_config(cfg.camera)
+    acquired = camera.capture(photons_in, im.rng["noise"])
+    return Volume(np.ascontiguousarray(acquired, np.float32),
+                  np.ascontiguousarray(camera.expected(reference), np.float32))
 
 
 def make_pair(config: SimConfig, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:

@@ -135,3 +135,19 @@ def test_no_background_and_sectioning_psf_do_not_crash():
     cfg = _cfg(optics={"psf": "confocal"}, sample={"background": 0.0})
     p = simulate_pair(cfg, 0, 0)
     assert np.all(np.isfinite(p.input)) and p.clean.min() >= 100.0 - 1e-3
+
+
+def test_volume_matches_the_pair_and_isotropic_reference_is_sharper_in_z():
+    from simulate.pairs import simulate_volume
+
+    up = SimConfig(task="upsample", shape=SMALL3D, sampling={"z_factor": 3})
+    p, v = simulate_pair(up, 2, 1), simulate_volume(up, 2, 1)
+    assert np.array_equal(p.input, v.acquired) and np.array_equal(p.clean, v.reference)
+    iso = up.with_overrides(["task=isotropic"])
+    vi = simulate_volume(iso, 2, 1)
+    assert np.array_equal(vi.acquired, v.acquired) and vi.reference.shape == v.reference.shape
+
+    def axial_detail(vol):
+        return np.abs(np.diff(vol, axis=0)).mean() / np.abs(np.diff(vol, axis=2)).mean()
+
+    assert axial_detail(vi.reference) > 1.5 * axial_detail(v.reference)
