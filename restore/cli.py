@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from simulate import field_names, list_presets, load, preset_text
+from simulate.config import camera_overrides
 from simulate.errors import SynthcareError
 
 
@@ -22,12 +24,18 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                      help="override one setting by dotted name, value in YAML "
                           "(e.g. --set optics.na=1.0 --set shape=[16,64,64]); repeatable")
+    src.add_argument("--camera", help="YAML with a camera section (e.g. from `synthcare calibrate`); "
+                     "applied before the --set overrides")
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    return (camera_overrides(args.camera) if args.camera else []) + args.overrides
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
     from simulate.io import preview, write_dataset
 
-    cfg = load(args.preset, args.config, args.overrides)
+    cfg = load(args.preset, args.config, _overrides(args))
     if args.preview:
         print(f"preview: {preview(cfg, args.preview, seed=args.seed)}")
     if args.out:
@@ -52,6 +60,37 @@ def cmd_presets(args: argparse.Namespace) -> None:
         print(f"{name:12s} {first}")
 
 
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    import yaml
+
+    from simulate import read_tiff
+    from simulate.calibrate import calibrate_flats, calibrate_image, plot
+    from simulate.io import atomic_write
+
+    dark = read_tiff(args.dark)[0] if args.dark else None
+    if args.flat:
+        if dark is None:
+            raise SynthcareError("--flat needs --dark: flat fields give the gain, dark frames the "
+                                 "offset and read noise")
+        cal = calibrate_flats([read_tiff(f)[0] for f in args.flat], dark, em_gain=args.em_gain)
+    else:
+        if not args.image:
+            raise SynthcareError("give an IMAGE (a raw camera image or stack), or --flat and --dark")
+        cal = calibrate_image(read_tiff(args.image)[0], em_gain=args.em_gain, offset=args.offset,
+                              dark=dark)
+    s = cal.summary()
+    lines = [f"# synthcare calibrate {args.image or ''} ({'flats' if args.flat else 'image'})",
+             f"# gain {cal.gain:.4g} ± {cal.gain_se:.2g} ADU/e-, offset {cal.offset:.5g} ± "
+             f"{cal.offset_se:.2g} ADU, read noise {cal.read_noise:.3g} ± {cal.read_noise_se:.2g} e-"]
+    lines += [f"# note: {n}" for n in s["notes"]]
+    text = "\n".join(lines) + "\n" + yaml.safe_dump({"camera": cal.camera_section()}, sort_keys=False)
+    atomic_write(Path(args.out), lambda p: p.write_text(text))
+    print("\n".join(line.lstrip("# ") for line in lines[1:]))
+    print(f"camera section: {args.out}  (use with --camera {args.out})")
+    if args.plot:
+        print(f"plot: {plot(cal, args.plot)}")
+
+
 def _steps_minutes(args: argparse.Namespace) -> list[str]:
     extra = []
     if args.steps is not None:
@@ -67,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .config import load_run
     from .train import train
 
-    run = load_run(args.preset, args.config, args.overrides + _steps_minutes(args))
+    run = load_run(args.preset, args.config, _overrides(args) + _steps_minutes(args))
     summary = train(run, args.out, pairs=args.pairs, resume=args.resume)
     print(f"{summary['status']}: {summary['steps']} steps in {summary['seconds'] / 60:.1f} min, "
           f"best validation loss {summary['best_val_loss']:.4f}, model in {summary['out']}")
@@ -173,6 +212,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
     p.add_argument("--minutes", type=float, default=3.0, help="training minutes (default 3)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("calibrate", help="estimate camera gain, offset and read noise from images",
+                       description="Photon-transfer calibration from one raw image or stack (or "
+                       "from flat fields and dark frames); writes a camera section for --camera.")
+    p.add_argument("image", nargs="?", help="raw camera image or stack (TIFF, ADU)")
+    p.add_argument("--out", default="camera.yaml", help="camera YAML to write (default camera.yaml)")
+    p.add_argument("--plot", help="PNG of the variance-mean fit")
+    p.add_argument("--offset", type=float, help="known offset, ADU (e.g. from the data sheet)")
+    p.add_argument("--dark", help="TIFF stack of dark frames (fixes offset and read noise)")
+    p.add_argument("--flat", nargs="+", help="TIFF stacks of flat fields, one per light level")
+    p.add_argument("--em-gain", type=float, help="EM gain of an EMCCD (slope = gain·G·F², F² = 2)")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("presets", help="list the built-in presets, or print one",
                        description="List presets; `synthcare presets NAME` prints its YAML.")

@@ -358,6 +358,16 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any],
     return data
 
 
+def camera_overrides(path: str | Path) -> list[str]:
+    """``--set`` overrides for the camera settings in a YAML file (its ``camera:`` mapping, as
+    ``synthcare calibrate`` writes, or a bare mapping of camera settings)."""
+    data = read_yaml(path)
+    cam = data.get("camera", data)
+    if not isinstance(cam, dict) or not cam:
+        raise ConfigError(f"{path} holds no camera settings (expected a 'camera:' mapping)")
+    return [f"camera.{k}={json.dumps(v)}" for k, v in cam.items()]
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML/JSON mapping, with a clear error for a missing or malformed file."""
     path = Path(path)
