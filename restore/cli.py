@@ -60,6 +60,13 @@ def cmd_presets(args: argparse.Namespace) -> None:
         print(f"{name:12s} {first}")
 
 
+def cmd_study(args: argparse.Namespace) -> None:
+    from .study import run_study
+
+    rows = run_study(args.study, args.out)
+    print(f"study: {len(rows)} points; report {Path(args.out) / 'report.md'}")
+
+
 def cmd_calibrate(args: argparse.Namespace) -> None:
     import yaml
 
@@ -212,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
     p.add_argument("--minutes", type=float, default=3.0, help="training minutes (default 3)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("study", help="sweep imaging settings; train, evaluate and report per point",
+                       description="Run a study file (preset, sweep of one or two settings, budget); "
+                       "resumable: an interrupted study continues at its first unfinished point.")
+    p.add_argument("study", help="study YAML")
+    p.add_argument("--out", required=True, help="study folder (results, plots, report.md)")
+    p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("calibrate", help="estimate camera gain, offset and read noise from images",
                        description="Photon-transfer calibration from one raw image or stack (or "

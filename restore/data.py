@@ -143,6 +143,18 @@ class SimulatedBatches:
                             flips=self.augment, rotate=self.augment and self.cfg.task != "isotropic")
 
 
+class MixedBatches:
+    """Batches drawn in turn from several batch functions: batch ``b`` is batch ``b // n`` of
+    function ``b % n`` (pure in ``b``, so workers and resuming stay exact)."""
+
+    def __init__(self, makers: list[Callable[[int], tuple[np.ndarray, np.ndarray]]]):
+        self.makers = list(makers)
+
+    def __call__(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self.makers)
+        return self.makers[b % n](b // n)
+
+
 def pair_files(folder: str | Path) -> list[tuple[Path, Path]]:
     """Matching (low, GT) TIFF paths of a CSBDeep-style folder; clear errors when unmatched."""
     folder = Path(folder)

@@ -70,17 +70,26 @@ def tuned_baselines(cfg: SimConfig, validation: list[Case]) -> tuple[dict[str, M
 
 def evaluate(run_dir: str | Path, n: int = 8, *, json_path: str | Path | None = None,
              progress: bool = True, keep: bool = False) -> dict:
-    """Scores ``{method: {psnr, ssim, nrmse}}`` on ``n`` held-out cases; ``best_baseline`` names
-    the baseline with the highest PSNR. With ``keep`` the first case's images are returned
-    under ``'images'`` (input | best baseline | network | ground truth)."""
+    """Scores ``{method: {psnr, ssim, nrmse}}`` on ``n`` held-out cases of the run's own
+    configuration; ``best_baseline`` names the baseline with the highest PSNR. With ``keep`` the
+    first case's images are returned under ``'images'`` (input | best baseline | network | ground
+    truth)."""
     model, run, _ = load_model(run_dir)
-    cfg = run.sim
-    methods, knobs = tuned_baselines(cfg, cases(cfg, run.seed + VALIDATION_OFFSET, 2))
+    return evaluate_model(model, run.sim, run.seed, n, json_path=json_path, progress=progress,
+                          keep=keep)
+
+
+def evaluate_model(model, cfg: SimConfig, seed: int, n: int = 8, *,
+                   json_path: str | Path | None = None, progress: bool = True,
+                   keep: bool = False) -> dict:
+    """:func:`evaluate` for a loaded model on held-out cases of any configuration ``cfg``
+    (dataset ``seed``: baselines tuned on its validation seed, scored on its test seed)."""
+    methods, knobs = tuned_baselines(cfg, cases(cfg, seed + VALIDATION_OFFSET, 2))
     axes = "YX" if cfg.ndim == 2 else "ZYX"
     methods["network"] = lambda x: predict_task(model, cfg.task, x, axes, z_factor=cfg.sampling.z_factor)
     rows: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
     kept = None
-    for i, case in enumerate(tqdm(cases(cfg, run.seed + TEST_OFFSET, n), desc="evaluate",
+    for i, case in enumerate(tqdm(cases(cfg, seed + TEST_OFFSET, n), desc="evaluate",
                                   disable=not progress)):
         outputs = {m: f(case.input) for m, f in methods.items()}
         for m, out in outputs.items():

@@ -20,14 +20,23 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from simulate import SynthcareError, atomic_write, ensure_writable, versions
+from simulate import SimConfig, SynthcareError, atomic_write, ensure_writable, versions
 
 from . import losses
 from .config import RunConfig
-from .data import BatchStream, FolderPairs, SimulatedBatches, model_ndim, pair_files, validation_set
+from .data import (
+    BatchStream,
+    FolderPairs,
+    MixedBatches,
+    SimulatedBatches,
+    model_ndim,
+    pair_files,
+    validation_set,
+)
 from .unet import UNet, UNetConfig
 
 CHECKPOINTS = ("best.pt", "last.pt")
@@ -115,10 +124,12 @@ class _Interrupt:
 
 
 def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, resume: bool = False,
-          progress: bool = True) -> dict:
+          progress: bool = True, mixture: list[SimConfig] | None = None) -> dict:
     """Train the network a run describes into the folder ``out``; returns a summary dict.
 
-    ``pairs`` trains on a folder of real low/GT TIFF pairs instead of simulated ones.
+    ``pairs`` trains on a folder of real low/GT TIFF pairs instead of simulated ones;
+    ``mixture`` on simulated pairs drawn in turn from several configurations (one network for a
+    whole study range: batch ``b`` comes from configuration ``b mod len(mixture)``).
     """
     out = ensure_writable(out)
     t = run.train
@@ -139,11 +150,18 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
         val_x, val_y = vsrc.batch(0, t.val_patches)
         make_batch = functools.partial(source.batch, batch_size=t.batch_size)
     else:
+        sims = mixture or [run.sim]
         ndim = model_ndim(run)
-        make_batch = SimulatedBatches(run.sim, seed=run.seed, batch_size=t.batch_size, patch=patch,
-                                      patches_per_image=t.patches_per_image, jitter=t.jitter,
-                                      threshold=t.foreground, augment=t.augment)
-        val_x, val_y = validation_set(run.sim, seed=run.seed, patch=patch, n_patches=t.val_patches)
+        if any(model_ndim(s) != ndim for s in sims):
+            raise SynthcareError("every configuration of a mixture must give the network the same "
+                                 "number of dimensions")
+        makers = [SimulatedBatches(s, seed=run.seed, batch_size=t.batch_size, patch=patch,
+                                   patches_per_image=t.patches_per_image, jitter=t.jitter,
+                                   threshold=t.foreground, augment=t.augment) for s in sims]
+        make_batch = makers[0] if len(makers) == 1 else MixedBatches(makers)
+        vals = [validation_set(s, seed=run.seed, patch=patch,
+                               n_patches=max(1, t.val_patches // len(sims))) for s in sims]
+        val_x, val_y = (np.concatenate(a) for a in zip(*vals, strict=True))
     if len(patch) != ndim:
         raise SynthcareError(f"train.patch {list(patch)} must have {ndim} entries for this task")
 
