@@ -123,22 +123,36 @@ def crop_patches(images: list[tuple[np.ndarray, np.ndarray]], n: int, patch: tup
 
 # --- batch sources ----------------------------------------------------------------------------
 class SimulatedBatches:
-    """Batch ``b`` = patches from freshly simulated pairs, a pure function of (cfg, seed, b)."""
+    """Batch ``b`` = patches from freshly simulated pairs, a pure function of (cfg, seed, b).
+
+    Patch ``p`` (counting over all batches) comes from pair ``p // patches_per_image``, so a
+    simulated pair serves several consecutive batches when ``patches_per_image`` exceeds the
+    batch size (3D pairs are expensive; the most recent pairs are kept for that).
+    """
 
     def __init__(self, cfg: SimConfig, *, seed: int, batch_size: int, patch: tuple[int, ...],
                  patches_per_image: int = 8, jitter: float = 0.0, threshold: float = 0.4,
                  augment: bool = True):
         self.cfg, self.seed, self.batch_size, self.patch = cfg, seed, batch_size, tuple(patch)
-        self.pairs_per_batch = max(1, math.ceil(batch_size / max(1, patches_per_image)))
+        self.per_image = max(1, patches_per_image)
         self.jitter, self.threshold, self.augment = jitter, threshold, augment
+        self._recent: dict[int, list] = {}
+
+    def _pair(self, index: int) -> list:
+        if index not in self._recent:
+            rng = np.random.default_rng([self.seed, index, 0x717])  # percentile jitter
+            self._recent[index] = [(x, y) for x, y, _ in
+                                   normalised(self.cfg, self.seed, index, self.jitter, rng)]
+            while len(self._recent) > 2:
+                self._recent.pop(next(iter(self._recent)))
+        return self._recent[index]
 
     def __call__(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch number ``b``: (inputs, targets), each (batch, 1, *patch) float32."""
         rng = np.random.default_rng([self.seed, b, 0x5EED])
-        images = []
-        for j in range(self.pairs_per_batch):
-            index = b * self.pairs_per_batch + j
-            images += [(x, y) for x, y, _ in normalised(self.cfg, self.seed, index, self.jitter, rng)]
+        first = b * self.batch_size // self.per_image
+        last = ((b + 1) * self.batch_size - 1) // self.per_image
+        images = [im for index in range(first, last + 1) for im in self._pair(index)]
         return crop_patches(images, self.batch_size, self.patch, rng, threshold=self.threshold,
                             flips=self.augment, rotate=self.augment and self.cfg.task != "isotropic")
 

@@ -33,7 +33,14 @@ def test_batches_are_a_pure_function_of_seed_and_number():
     assert not np.array_equal(a0, a1)
     other = SimulatedBatches(run.sim, seed=4, batch_size=4, patch=(32, 32), patches_per_image=4)
     assert not np.array_equal(other(0)[0], a0)
-    assert batches.pairs_per_batch == 1  # batch b uses pair b: batches never share a pair
+    # a pair serving several batches (patches_per_image > batch size) changes nothing about
+    # purity: batch 1 is the same whether or not batch 0 (same pair) was made first
+    shared = SimulatedBatches(run.sim, seed=3, batch_size=4, patch=(32, 32), patches_per_image=8)
+    b1 = shared(1)[0]
+    fresh = SimulatedBatches(run.sim, seed=3, batch_size=4, patch=(32, 32), patches_per_image=8)
+    fresh(0)
+    assert np.array_equal(fresh(1)[0], b1) and not np.array_equal(fresh(0)[0], b1)
+    assert sorted(fresh._recent) == [0]  # batches 0 and 1 both came from pair 0
 
 
 def test_worker_streams_are_disjoint_and_match_a_single_process():
