@@ -14,7 +14,6 @@ evaluation ``seed + TEST_OFFSET``. The three never share a pair.
 from __future__ import annotations
 
 import atexit
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path

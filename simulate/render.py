@@ -55,8 +55,7 @@ def splat_points(volume: np.ndarray, positions: np.ndarray, weights: np.ndarray,
     weight. ``positions`` (n, 3) in µm, ``spacing`` (dz, dy, dx) µm."""
     if len(positions) == 0:
         return
-    v = positions / np.asarray(spacing) - 0.5  # continuous voxel coordinates
-    iz = np.floor(v[:, 0]).astype(np.int64)
+    v, iz = point_voxels(positions, spacing)
     keep = (iz >= -1) & (iz < volume.shape[0])
     v, w, iz = v[keep], np.asarray(weights, np.float64)[keep], iz[keep]
     order = np.argsort(iz + 1, kind="stable")
@@ -84,8 +83,8 @@ def filament_points(filaments: Filaments, step: float) -> tuple[np.ndarray, np.n
 
 
 # --- ellipsoids: anti-aliased coverage, normalised to the exact integral ---------------------
-@numba.njit(cache=True)
-def _coverage(z, y, x, g, centres, inv_rot, axes, inner, aa):  # pragma: no cover - numba
+def coverage(z, y, x, g, centres, inv_rot, axes, inner, aa):  # pragma: no cover - compiled
+
     """Fraction of the voxel at (z, y, x) µm inside granule g (anti-aliased over width aa µm)."""
     dz = z - centres[g, 0]
     dy = y - centres[g, 1]
@@ -100,6 +99,27 @@ def _coverage(z, y, x, g, centres, inv_rot, axes, inner, aa):  # pragma: no cove
     if inner[g] > 0.0:
         cov -= min(max(0.5 - (f - inner[g]) * r_eff / aa, 0.0), 1.0)
     return cov
+
+
+_coverage = numba.njit(cache=True)(coverage)  # the CUDA kernels compile the same function
+
+
+def point_voxels(positions: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous voxel coordinates (n, 3) of points in µm and their lower z voxel (n,)."""
+    v = positions / np.asarray(spacing) - 0.5
+    return v, np.floor(v[:, 0]).astype(np.int64)
+
+
+def ellipsoid_boxes(ell: Ellipsoids, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                   np.ndarray, float]:
+    """Voxel bounds [lo, hi) of each granule (reach: its longest semi-axis plus the
+    anti-aliasing width), the inverse rotations and the anti-aliasing width (µm)."""
+    aa = float(np.prod(spacing) ** (1 / 3))
+    reach = ell.axes.max(axis=1)[:, None] + aa
+    lo = np.floor((ell.centres - reach) / spacing).astype(np.int64)
+    hi = np.ceil((ell.centres + reach) / spacing).astype(np.int64) + 1
+    inv_rot = np.ascontiguousarray(np.transpose(ell.rotations, (0, 2, 1)))
+    return lo, hi, inv_rot, aa
 
 
 @numba.njit(parallel=True, cache=True)
@@ -138,11 +158,7 @@ def render_ellipsoids(volume: np.ndarray, ell: Ellipsoids, spacing: Sequence[flo
     if len(ell.centres) == 0:
         return
     spacing = np.asarray(spacing, np.float64)
-    aa = float(np.prod(spacing) ** (1 / 3))
-    reach = ell.axes.max(axis=1)[:, None] + aa
-    lo = np.floor((ell.centres - reach) / spacing).astype(np.int64)
-    hi = np.ceil((ell.centres + reach) / spacing).astype(np.int64) + 1
-    inv_rot = np.ascontiguousarray(np.transpose(ell.rotations, (0, 2, 1)))
+    lo, hi, inv_rot, aa = ellipsoid_boxes(ell, spacing)
     sums = np.zeros(len(ell.centres))
     _ellipsoid_sums(lo, hi, spacing, ell.centres, inv_rot, ell.axes, ell.inner, aa, sums)
     scale = np.where(sums > 0, ell.brightness / np.where(sums > 0, sums, 1.0), 0.0)

@@ -1,0 +1,40 @@
+"""The CUDA rendering kernels, run on the CPU under numba's CUDA simulator, match the CPU ones."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).parent / "scripts" / "cuda_render_check.py"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cuda_kernels_match_cpu_under_the_simulator(seed):
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    out = subprocess.run([sys.executable, str(SCRIPT), str(seed)], env=env, capture_output=True,
+                         text=True, timeout=600, cwd=Path(__file__).parent.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["n_filaments"] > 0 and r["n_granules"] > 0 and r["n_beads"] > 0
+    assert r["max_rel_diff"] < 1e-5
+    assert r["gpu_sum"] == pytest.approx(r["cpu_sum"], rel=1e-6)
+
+
+def test_cuda_render_without_a_gpu_is_a_clear_error():
+    from numba import cuda
+
+    if cuda.is_available():
+        pytest.skip("a CUDA device (or the simulator) is present")
+    from simulate import SynthcareError, phantoms
+    from simulate.render_cuda import render_cuda
+
+    empty = phantoms.Sample(phantoms.Filaments(np.zeros((0, 3)), np.zeros(1, np.int64), np.zeros(0)),
+                            phantoms.Ellipsoids(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0),
+                                                np.zeros((0, 3, 3)), np.zeros(0)),
+                            phantoms.Points(np.zeros((0, 3)), np.zeros(0)))
+    with pytest.raises(SynthcareError, match="cuda"):
+        render_cuda(empty, (2, 8, 8), (0.1, 0.1, 0.1))
