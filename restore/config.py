@@ -48,6 +48,9 @@ class TrainConfig(Settings):
                           "learning rate is reduced")
     lr_factor: float = Field(0.5, gt=0, lt=1, description="learning-rate reduction on plateau")
     min_lr: float = Field(1e-6, ge=0)
+    schedule: Literal["plateau", "cosine"] = Field(
+        "plateau", description="plateau: reduce on a validation plateau (CSBDeep); cosine: decay "
+        "from lr to min_lr over the budget (steps or minutes, whichever ends first)")
     foreground: float = Field(0.4, ge=0, le=1, description="patch filter: the target must reach "
                               "this fraction of its image's 99.9th percentile")
     jitter: float = Field(0.0, ge=0, le=10, description="random jitter of the normalisation "

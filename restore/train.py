@@ -175,7 +175,8 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
     step, best, elapsed = 0, math.inf, 0.0
     if resume:
         ck = load_checkpoint(out, "last.pt")
-        if _without_budget(ck["run"]) != _without_budget(run.model_dump(mode="json")):
+        saved = RunConfig.model_validate(ck["run"]).model_dump(mode="json")  # newer defaults filled
+        if _without_budget(saved) != _without_budget(run.model_dump(mode="json")):
             raise SynthcareError(f"--resume: {out} was trained with another configuration "
                                  "(only train.steps and train.minutes may change)")
         model.load_state_dict(ck["model"])
@@ -245,6 +246,9 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
             with autocast:
                 pred = model(x)
             loss = loss_fn(pred.float(), y)
+            if t.schedule == "cosine":
+                for group in opt.param_groups:
+                    group["lr"] = cosine_lr(t, step, elapsed)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -259,7 +263,8 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
                 t.minutes is not None and elapsed >= 60 * t.minutes)
             if step % t.val_every == 0 or last or interrupt.requested:
                 val_loss, val_psnr = validate()
-                sched.step(val_loss)
+                if t.schedule == "plateau":
+                    sched.step(val_loss)
                 rate = window_steps * t.batch_size / max(elapsed - logged_at, 1e-9)
                 logged_at = elapsed
                 row = (step, round(elapsed, 3), window / window_steps, val_loss, val_psnr,
@@ -284,6 +289,14 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
         checkpoint("last.pt")
     return {"status": status, "steps": step, "seconds": elapsed, "best_val_loss": best,
             "val_psnr": val_psnr, "data_wait_s": data_wait, "out": str(out)}
+
+
+def cosine_lr(t, step: int, seconds: float) -> float:
+    """Cosine decay from ``t.lr`` to ``t.min_lr`` over the budget: progress is the larger of
+    step / steps and seconds / (60 · minutes)."""
+    progress = max(step / t.steps if t.steps else 0.0,
+                   seconds / (60.0 * t.minutes) if t.minutes else 0.0)
+    return t.min_lr + 0.5 * (t.lr - t.min_lr) * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def _without_budget(run: dict) -> dict:

@@ -172,3 +172,15 @@ def test_cli_train_predict_evaluate(tmp_path, capsys):
     assert main(["predict", "--model", str(tmp_path / "nothing"), str(tmp_path / "in.tif"), "-o",
                  str(tmp_path / "x.tif")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_cosine_schedule_decays_from_lr_to_min_lr_over_the_budget():
+    from restore.config import TrainConfig
+    from restore.train import cosine_lr
+
+    t = TrainConfig(steps=100, minutes=None, lr=1e-3, min_lr=1e-5, schedule="cosine")
+    assert cosine_lr(t, 0, 0.0) == pytest.approx(1e-3)
+    assert cosine_lr(t, 50, 0.0) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert cosine_lr(t, 100, 0.0) == pytest.approx(1e-5)
+    timed = TrainConfig(steps=None, minutes=2.0, lr=1e-3, min_lr=0.0, schedule="cosine")
+    assert cosine_lr(timed, 10, 60.0) == pytest.approx(5e-4)  # half the minutes: half the lr
