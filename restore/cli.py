@@ -85,11 +85,10 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
             raise SynthcareError("give an IMAGE (a raw camera image or stack), or --flat and --dark")
         cal = calibrate_image(read_tiff(args.image)[0], em_gain=args.em_gain, offset=args.offset,
                               dark=dark)
-    s = cal.summary()
     lines = [f"# synthcare calibrate {args.image or ''} ({'flats' if args.flat else 'image'})",
              f"# gain {cal.gain:.4g} ± {cal.gain_se:.2g} ADU/e-, offset {cal.offset:.5g} ± "
              f"{cal.offset_se:.2g} ADU, read noise {cal.read_noise:.3g} ± {cal.read_noise_se:.2g} e-"]
-    lines += [f"# note: {n}" for n in s["notes"]]
+    lines += [f"# note: {n}" for n in cal.notes]
     text = "\n".join(lines) + "\n" + yaml.safe_dump({"camera": cal.camera_section()}, sort_keys=False)
     atomic_write(Path(args.out), lambda p: p.write_text(text))
     print("\n".join(line.lstrip("# ") for line in lines[1:]))

@@ -207,7 +207,7 @@ class FolderPairs(torch.utils.data.Dataset):
         self.patch, self.seed = tuple(patch), seed
         self.per_image, self.threshold = patches_per_image, threshold
         self.augment, self.rotate = augment, rotate
-        self._positions: dict[int, np.ndarray] = {}  # foreground corners per image
+        self._positions: dict[int, dict] = {}  # per image: crop_patches' foreground cache
         _check_patch(self.images[0][0].shape, self.patch)
 
     @property
@@ -221,10 +221,9 @@ class FolderPairs(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, int(i), 0xF01D])
         k = i % len(self.images)
-        cache = {0: self._positions[k]} if k in self._positions else {}
         x, y = crop_patches([self.images[k]], 1, self.patch, rng, threshold=self.threshold,
-                            flips=self.augment, rotate=self.rotate, cache=cache)
-        self._positions[k] = cache[0]
+                            flips=self.augment, rotate=self.rotate,
+                            cache=self._positions.setdefault(k, {}))
         return x[0], y[0]
 
     def batch(self, b: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:

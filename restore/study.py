@@ -172,15 +172,16 @@ def _write_outputs(study: StudyConfig, points: list[dict], rows: list[dict],
                    images: list[dict[str, np.ndarray]], out: Path) -> None:
     names = list(study.sweep)
     methods = _methods(rows)
-    fields = [*names, "best_baseline", "train_steps", "train_minutes",
-              *(f"{m}_{k}" for m in methods for k in METRICS)]
+    plain = [*names, "best_baseline", "train_steps", "train_minutes"]
+    scored = [(m, k) for m in methods for k in METRICS]
+
     def write_csv(p: Path) -> None:
         with open(p, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(fields)
+            w.writerow([*plain, *(f"{m}_{k}" for m, k in scored)])
             for r in rows:
-                w.writerow([r["scores"].get(f.rsplit("_", 1)[0], {}).get(f.rsplit("_", 1)[1], "")
-                            if f.rsplit("_", 1)[-1] in METRICS else r.get(f, "") for f in fields])
+                w.writerow([r.get(c, "") for c in plain]
+                           + [r["scores"].get(m, {}).get(k, "") for m, k in scored])
     atomic_write(out / "results.csv", write_csv)
     atomic_write(out / "results.json", lambda p: p.write_text(json.dumps(rows, indent=1)))
     _plots(study, rows, methods, out)
@@ -215,8 +216,7 @@ def _plots(study: StudyConfig, rows: list[dict], methods: list[str], out: Path) 
             for gi, g in enumerate(groups):
                 sel = [r for r in rows if g is None or r[names[1]] == g]
                 xs = [r[x_name] for r in sel]
-                ys = [r["scores"].get(method if method != "baseline" else r["best_baseline"],
-                                      {}).get(metric, np.nan) for r in sel]
+                ys = [r["scores"].get(method, {}).get(metric, np.nan) for r in sel]
                 label = method if g is None else f"{method}, {names[1]}={g}"
                 ax.plot(xs, ys, marker="o", color=f"C{ci}", ls=["-", "--", ":", "-."][gi % 4],
                         label=label)

@@ -25,7 +25,7 @@ Dark frames (no light) give the offset and the read noise in ADU directly; with 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +69,6 @@ class Calibration:
             cam["em_gain"] = self.em_gain
         return cam
 
-    def summary(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k != "bins"}
-        d["notes"] = list(self.notes)
-        return d
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,8 +91,8 @@ def _predictor_residual(radius: int = 2, order: int = 3) -> np.ndarray:
 
 
 _KERNEL = _predictor_residual()
-RING_K2 = float(np.sum(_KERNEL ** 2))   # residual variance / pixel variance (1.18)
-RING_K3 = float(np.sum(_KERNEL ** 3))   # residual third cumulant / pixel third cumulant (0.98)
+KERNEL_K2 = float(np.sum(_KERNEL ** 2))   # residual variance / pixel variance (1.18)
+KERNEL_K3 = float(np.sum(_KERNEL ** 3))   # residual third cumulant / pixel third cumulant (0.98)
 
 
 def _planes(image: np.ndarray) -> np.ndarray:
@@ -127,7 +123,7 @@ def local_samples(image: np.ndarray, *, structure: float = 3.0,
         r = ndimage.correlate(p, _KERNEL, mode="reflect")
         # structure: the same residual operator on a lightly smoothed copy (less noise, same
         # frequencies); its noise-only spread from the local robust noise level
-        var_loc = ndimage.median_filter(r * r, size=9, mode="reflect") / 0.4549 / RING_K2
+        var_loc = ndimage.median_filter(r * r, size=9, mode="reflect") / 0.4549 / KERNEL_K2
         stat = ndimage.correlate(ndimage.gaussian_filter(p, 1.0, mode="reflect"), _KERNEL,
                                  mode="reflect")
         keep = stat * stat < structure ** 2 * _STAT_K2 * var_loc
@@ -178,8 +174,8 @@ def binned_moments(keys: np.ndarray, means: np.ndarray, resid: np.ndarray, *, n_
         r = r[np.abs(r - med) < clip * mad]
         c = r - r.mean()
         f2, f3 = _clip_factors(clip)
-        rows.append((means[idx].mean(), np.mean(c ** 2) / (f2 * RING_K2),
-                     np.mean(c ** 3) / (f3 * RING_K3), r.size))
+        rows.append((means[idx].mean(), np.mean(c ** 2) / (f2 * KERNEL_K2),
+                     np.mean(c ** 3) / (f3 * KERNEL_K3), r.size))
     return np.array(rows, dtype=np.float64)
 
 
