@@ -21,7 +21,7 @@ import numpy as np
 import scipy.fft
 from common import emit
 
-from simulate import convolve
+from simulate import backend
 from simulate.config import SimConfig
 from simulate.pairs import simulate_pair
 from simulate.sampling import Grid
@@ -43,8 +43,8 @@ def _fft_floor(shape: tuple[int, ...], repeat: int) -> float:
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
-        scipy.fft.irfftn(scipy.fft.rfftn(a, workers=convolve.WORKERS), s=shape,
-                         workers=convolve.WORKERS)
+        scipy.fft.irfftn(scipy.fft.rfftn(a, workers=backend.FFT_WORKERS), s=shape,
+                         workers=backend.FFT_WORKERS)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 

@@ -26,10 +26,17 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                           "(e.g. --set optics.na=1.0 --set shape=[16,64,64]); repeatable")
     src.add_argument("--camera", help="YAML with a camera section (e.g. from `synthcare calibrate`); "
                      "applied before the --set overrides")
+    src.add_argument("--device", choices=["cpu", "cuda"], help="simulate (and train) on the CPU or "
+                     "on a CUDA GPU (needs `pip install 'synthcare[gpu]'`); same as --set device=...")
 
 
-def _overrides(args: argparse.Namespace) -> list[str]:
-    return (camera_overrides(args.camera) if args.camera else []) + args.overrides
+def _overrides(args: argparse.Namespace, *, train: bool = False) -> list[str]:
+    extra = []
+    if args.device:
+        extra.append(f"device={args.device}")
+        if train:  # the network trains where the pairs are made
+            extra.append(f"train.device={args.device}")
+    return (camera_overrides(args.camera) if args.camera else []) + extra + args.overrides
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
@@ -112,7 +119,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .config import load_run
     from .train import train
 
-    run = load_run(args.preset, args.config, _overrides(args) + _steps_minutes(args))
+    run = load_run(args.preset, args.config, _overrides(args, train=True) + _steps_minutes(args))
     summary = train(run, args.out, pairs=args.pairs, resume=args.resume)
     print(f"{summary['status']}: {summary['steps']} steps in {summary['seconds'] / 60:.1f} min, "
           f"best validation loss {summary['best_val_loss']:.4f}, model in {summary['out']}")

@@ -20,10 +20,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch.utils.data import IterableDataset, get_worker_info
 
-from simulate import SimConfig, SynthcareError, interpolate_axis, read_tiff, set_threads, simulate_pair
+from simulate import (
+    SimConfig,
+    SynthcareError,
+    backend,
+    interpolate_axis,
+    read_tiff,
+    set_threads,
+    simulate_pair,
+)
 
 from .normalize import Affine, jittered_affine, percentile_affine
 
@@ -51,19 +58,27 @@ def model_images(cfg: SimConfig, pair) -> list[tuple[np.ndarray, np.ndarray, np.
     return [(pair.input, pair.target, pair.clean)]
 
 
-def normalised(cfg: SimConfig, seed: int, index: int, jitter: float = 0.0,
-               rng: np.random.Generator | None = None) -> list[tuple[np.ndarray, np.ndarray, Affine]]:
-    """Model-space images of one pair, normalised by the input's percentiles (the target is in
-    the input's photometric scale, so the same map applies): (input, target, affine) triples."""
+def normalise_pair(cfg: SimConfig, pair, jitter: float = 0.0,
+                   rng: np.random.Generator | None = None) -> list[tuple[np.ndarray, np.ndarray, Affine]]:
+    """Model-space images of a pair, normalised by the input's percentiles (the target is in
+    the input's photometric scale, so the same map applies): (input, target, affine) triples,
+    on the pair's device (numpy or cupy)."""
     out = []
-    for inp, tgt, _ in model_images(cfg, simulate_pair(cfg, seed, index)):
+    for inp, tgt, _ in model_images(cfg, pair):
         aff = jittered_affine(inp, rng, jitter=jitter) if rng is not None else percentile_affine(inp)
         out.append((aff(inp), aff(tgt), aff))
     return out
 
 
+def normalised(cfg: SimConfig, seed: int, index: int, jitter: float = 0.0,
+               rng: np.random.Generator | None = None) -> list[tuple[np.ndarray, np.ndarray, Affine]]:
+    """:func:`normalise_pair` of pair (seed, index), as numpy arrays (simulated on the config's
+    device, then copied to the host)."""
+    return normalise_pair(cfg, simulate_pair(cfg, seed, index).to_host(), jitter, rng)
+
+
 # --- patches ----------------------------------------------------------------------------------
-def _check_patch(shape: tuple[int, ...], patch: tuple[int, ...]) -> None:
+def check_patch(shape: tuple[int, ...], patch: tuple[int, ...]) -> None:
     if len(patch) != len(shape) or any(p > n for p, n in zip(patch, shape, strict=True)):
         raise SynthcareError(f"train.patch {list(patch)} does not fit the {len(shape)}D training "
                              f"images of shape {list(shape)}")
@@ -72,13 +87,14 @@ def _check_patch(shape: tuple[int, ...], patch: tuple[int, ...]) -> None:
 def foreground_positions(target: np.ndarray, patch: tuple[int, ...], threshold: float) -> np.ndarray:
     """Corner positions (n, ndim) of patches whose target reaches ``threshold`` × the image's
     99.9th percentile somewhere (CSBDeep's filter against training on empty background).
-    All positions if none qualifies."""
-    peak = np.percentile(target, 99.9)
-    local_max = ndimage.maximum_filter(target, size=patch, mode="constant", cval=-np.inf)
+    All positions if none qualifies. ``target`` numpy or cupy; the positions are numpy."""
+    xp = backend.array_module(target)
+    peak = float(xp.percentile(target, 99.9))
+    local_max = backend.ndimage(xp).maximum_filter(target, size=patch, mode="constant", cval=-np.inf)
     # a patch with corner c covers c … c + patch − 1: its max is the filter output at its centre
     centre = tuple(slice(p // 2, n - (p - 1 - p // 2)) for p, n in zip(patch, target.shape, strict=True))
-    ok = local_max[centre] >= threshold * peak if peak > 0 else np.ones(local_max[centre].shape, bool)
-    pos = np.argwhere(ok)
+    ok = local_max[centre] >= threshold * peak if peak > 0 else xp.ones(local_max[centre].shape, bool)
+    pos = backend.to_host(xp.argwhere(ok))
     if len(pos) == 0:
         pos = np.argwhere(np.ones(local_max[centre].shape, bool))
     return pos
@@ -107,7 +123,7 @@ def crop_patches(images: list[tuple[np.ndarray, np.ndarray]], n: int, patch: tup
     for _ in range(n):
         i = int(rng.integers(len(images)))
         x, y = images[i]
-        _check_patch(x.shape, patch)
+        check_patch(x.shape, patch)
         if i not in cache:
             cache[i] = foreground_positions(y, patch, threshold)
         c = cache[i][rng.integers(len(cache[i]))]
@@ -208,7 +224,7 @@ class FolderPairs(torch.utils.data.Dataset):
         self.per_image, self.threshold = patches_per_image, threshold
         self.augment, self.rotate = augment, rotate
         self._positions: dict[int, dict] = {}  # per image: crop_patches' foreground cache
-        _check_patch(self.images[0][0].shape, self.patch)
+        check_patch(self.images[0][0].shape, self.patch)
 
     @property
     def ndim(self) -> int:

@@ -41,7 +41,9 @@ class Case:
 
 
 def cases(cfg: SimConfig, seed: int, n: int) -> list[Case]:
-    """``n`` evaluation cases of dataset ``seed``."""
+    """``n`` evaluation cases of dataset ``seed``, always simulated on the CPU (scores do not
+    depend on where a network was trained)."""
+    cfg = cfg.model_copy(update={"device": "cpu"})
     if cfg.task in ("upsample", "isotropic"):
         return [Case(v.acquired, v.reference) for v in (simulate_volume(cfg, seed, i) for i in range(n))]
     return [Case(p.input, p.clean) for p in (simulate_pair(cfg, seed, i) for i in range(n))]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulate import backend
+
 PMIN, PMAX = 1.0, 99.8
 
 
@@ -24,22 +26,24 @@ class Affine:
     scale: float
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Normalise (float32)."""
-        return ((np.asarray(x, np.float32) - np.float32(self.lo)) / np.float32(self.scale)).astype(
-            np.float32, copy=False)
+        """Normalise (float32; numpy or cupy)."""
+        xp = backend.array_module(x)
+        return ((xp.asarray(x, xp.float32) - np.float32(self.lo)) / np.float32(self.scale)).astype(
+            xp.float32, copy=False)
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
-        """Back to the input's units (float32)."""
-        return (np.asarray(y, np.float32) * np.float32(self.scale) + np.float32(self.lo)).astype(
-            np.float32, copy=False)
+        """Back to the input's units (float32; numpy or cupy)."""
+        xp = backend.array_module(y)
+        return (xp.asarray(y, xp.float32) * np.float32(self.scale) + np.float32(self.lo)).astype(
+            xp.float32, copy=False)
 
 
 def percentile_affine(x: np.ndarray, pmin: float = PMIN, pmax: float = PMAX) -> Affine:
     """The affine map sending the ``pmin``/``pmax`` percentiles of ``x`` to 0 and 1."""
     if not 0 <= pmin < pmax <= 100:
         raise ValueError(f"need 0 <= pmin < pmax <= 100, got pmin={pmin}, pmax={pmax}")
-    lo, hi = np.percentile(np.asarray(x, np.float32), [pmin, pmax])
-    lo, hi = float(lo), float(hi)
+    xp = backend.array_module(x)
+    lo, hi = (float(v) for v in xp.percentile(xp.asarray(x, xp.float32), xp.asarray([pmin, pmax])))
     floor = 1e-6 * max(1.0, abs(lo), abs(hi))  # a (near-)constant image: no division by ~0
     return Affine(lo, max(hi - lo, floor))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import itertools
 import math
 import os
 import signal
@@ -37,10 +38,20 @@ from .data import (
     pair_files,
     validation_set,
 )
+from .device_batches import DeviceBatches
 from .unet import UNet, UNetConfig
 
 CHECKPOINTS = ("best.pt", "last.pt")
 LOG_FIELDS = ("step", "seconds", "train_loss", "val_loss", "val_psnr", "lr", "patches_per_s")
+
+
+def device_pairs(sims: list[SimConfig]) -> bool:
+    """True if the pairs are simulated on the GPU (``device: cuda``) and so reach training as
+    device tensors; a mixture must not mix devices."""
+    devices = {s.device for s in sims}
+    if len(devices) > 1:
+        raise SynthcareError("every configuration of a mixture must simulate on the same device")
+    return devices == {"cuda"}
 
 
 def pick_device(name: str) -> torch.device:
@@ -149,15 +160,20 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
                            threshold=t.foreground)
         val_x, val_y = vsrc.batch(0, t.val_patches)
         make_batch = functools.partial(source.batch, batch_size=t.batch_size)
+        gpu_pairs = False
     else:
         sims = mixture or [run.sim]
         ndim = model_ndim(run)
         if any(model_ndim(s) != ndim for s in sims):
             raise SynthcareError("every configuration of a mixture must give the network the same "
                                  "number of dimensions")
-        makers = [SimulatedBatches(s, seed=run.seed, batch_size=t.batch_size, patch=patch,
-                                   patches_per_image=t.patches_per_image, jitter=t.jitter,
-                                   threshold=t.foreground, augment=t.augment) for s in sims]
+        # a GPU simulator hands torch tensors on the device (DeviceBatches); the CPU one numpy
+        # arrays that a DataLoader turns into tensors
+        gpu_pairs = device_pairs(sims)
+        source = DeviceBatches if gpu_pairs else SimulatedBatches
+        makers = [source(s, seed=run.seed, batch_size=t.batch_size, patch=patch,
+                         patches_per_image=t.patches_per_image, jitter=t.jitter,
+                         threshold=t.foreground, augment=t.augment) for s in sims]
         make_batch = makers[0] if len(makers) == 1 else MixedBatches(makers)
         vals = [validation_set(s, seed=run.seed, patch=patch,
                                n_patches=max(1, t.val_patches // len(sims))) for s in sims]
@@ -197,10 +213,13 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
     # 4-12 % (it competes with training for the same cores)
     workers = t.workers if t.workers is not None else 0
     # spawn, not fork: the simulator's OpenMP threads make fork() unsafe in the parent
-    loader = torch.utils.data.DataLoader(BatchStream(make_batch, start=step), batch_size=None,
-                                         num_workers=workers, pin_memory=cuda,
-                                         multiprocessing_context="spawn" if workers else None,
-                                         prefetch_factor=2 if workers else None)
+    if gpu_pairs:
+        loader = (make_batch(b) for b in itertools.count(step))  # already tensors on the device
+    else:
+        loader = torch.utils.data.DataLoader(BatchStream(make_batch, start=step), batch_size=None,
+                                             num_workers=workers, pin_memory=cuda,
+                                             multiprocessing_context="spawn" if workers else None,
+                                             prefetch_factor=2 if workers else None)
     writer = _tensorboard(out)
     log_path = out / "log.csv"
     if not resume or not log_path.exists():
@@ -253,7 +272,7 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
             loss.backward()
             opt.step()
             step += 1
-            window += loss.item()
+            window = window + loss.detach()  # no .item() per step: the GPU never waits for the host
             window_steps += 1
             now = time.perf_counter()
             elapsed += now - t_mark
@@ -265,6 +284,7 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
                 val_loss, val_psnr = validate()
                 if t.schedule == "plateau":
                     sched.step(val_loss)
+                window = float(window)
                 rate = window_steps * t.batch_size / max(elapsed - logged_at, 1e-9)
                 logged_at = elapsed
                 row = (step, round(elapsed, 3), window / window_steps, val_loss, val_psnr,
@@ -300,9 +320,10 @@ def cosine_lr(t, step: int, seconds: float) -> float:
 
 
 def _without_budget(run: dict) -> dict:
-    """A run dict without the budget (steps, minutes), which a resumed run may extend."""
-    train = {k: v for k, v in run["train"].items() if k not in ("steps", "minutes")}
-    return {**run, "train": train}
+    """A run dict without the budget (steps, minutes), which a resumed run may extend, and
+    without the devices, which a resumed run may change."""
+    train = {k: v for k, v in run["train"].items() if k not in ("steps", "minutes", "device")}
+    return {**{k: v for k, v in run.items() if k != "device"}, "train": train}
 
 
 def _tensorboard(out: Path):

@@ -15,7 +15,7 @@ Never imports torch.
 
 import numba
 
-from . import camera, convolve, pairs, phantoms, psf, render, sampling
+from . import backend, camera, convolve, pairs, phantoms, psf, render, sampling
 from .camera import Camera
 from .config import (
     Settings,
@@ -31,14 +31,23 @@ from .config import (
 )
 from .errors import ConfigError, SynthcareError
 from .io import atomic_write, ensure_writable, read_tiff, versions, write_tiff
-from .pairs import Pair, Volume, make_pair, simulate_pair, simulate_volume
+from .pairs import (
+    Pair,
+    Volume,
+    chunk_size,
+    make_pair,
+    make_pairs,
+    simulate_pair,
+    simulate_pairs,
+    simulate_volume,
+)
 from .sampling import interpolate_axis
 
 
 def set_threads(n: int) -> None:
     """Threads for the simulator's numba kernels and FFTs (e.g. 1 inside DataLoader workers)."""
     numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
-    convolve.WORKERS = max(1, n)
+    backend.FFT_WORKERS = max(1, n)
 
 
 __all__ = [
@@ -51,7 +60,9 @@ __all__ = [
     "Volume",
     "apply_overrides",
     "atomic_write",
+    "backend",
     "camera",
+    "chunk_size",
     "convolve",
     "ensure_writable",
     "field_names",
@@ -60,6 +71,7 @@ __all__ = [
     "load",
     "load_preset",
     "make_pair",
+    "make_pairs",
     "pairs",
     "phantoms",
     "preset_text",
@@ -70,6 +82,7 @@ __all__ = [
     "sampling",
     "set_threads",
     "simulate_pair",
+    "simulate_pairs",
     "simulate_volume",
     "validate",
     "versions",

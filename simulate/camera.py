@@ -27,6 +27,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from .backend import array_module
 from .errors import SynthcareError
 from .rng import gamma, normal, poisson
 from .rng import key_from as rng_key
@@ -110,17 +111,19 @@ class Camera:
     def expected(self, photons: np.ndarray) -> np.ndarray:
         """Mean ADU of an ideal camera with the nominal parameters (no hot pixels, no clipping):
         gain · G · (qe · S + dark) + offset. float32."""
-        e = self._em * (self.qe * np.asarray(photons, np.float64) + self.dark)
+        xp = array_module(photons)
+        e = self._em * (self.qe * xp.asarray(photons, xp.float64) + self.dark)
         if self.photon_counting:
-            return e.astype(np.float32)
-        return (self._nominal("gain") * e + self._nominal("offset")).astype(np.float32)
+            return e.astype(xp.float32)
+        return (self._nominal("gain") * e + self._nominal("offset")).astype(xp.float32)
 
     def photons_from_expected(self, adu: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`expected`: photons from (mean) ADU."""
-        a = np.asarray(adu, np.float64)
+        xp = array_module(adu)
+        a = xp.asarray(adu, xp.float64)
         if not self.photon_counting:
             a = (a - self._nominal("offset")) / self._nominal("gain")
-        return ((a / self._em - self.dark) / self.qe).astype(np.float32)
+        return ((a / self._em - self.dark) / self.qe).astype(xp.float32)
 
     def hot_map(self, shape: tuple[int, ...]) -> np.ndarray | None:
         """Extra dark electrons per frame of each pixel (fixed for this camera and frame shape)."""
@@ -133,35 +136,49 @@ class Camera:
             self._hot_cache[shape] = np.where(hot, rng.exponential(self.hot_level, shape), 0.0)
         return self._hot_cache[shape]
 
-    def capture(self, photons: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def capture(self, photons, rng):
         """One exposure: expected photons per pixel (before QE) → integer-valued ADU (float32).
 
-        ``photons`` is (..., ny, nx); per-pixel maps broadcast against its last two axes. The
+        ``photons`` is (..., ny, nx), numpy or cupy (a cupy array is captured on its GPU, with
+        the same random streams); per-pixel maps broadcast against its last two axes. The
         frame's randomness is keyed by one draw from ``rng``; each pixel then draws from its own
         counter-based stream (:mod:`simulate.rng`), so the frame is bit-identical whatever the
-        number of threads.
+        number of threads. ``rng`` may also be a sequence of generators, one per entry of the
+        leading axis of ``photons`` (a batch of pairs, each exposed as if alone).
         """
-        s = np.asarray(photons, dtype=np.float32)
-        if not np.all(np.isfinite(s)) or (s.size and s.min() < 0):
+        xp = array_module(photons)
+        s = xp.asarray(photons, dtype=xp.float32)
+        if not bool(xp.isfinite(s).all()) or (s.size and float(s.min()) < 0):
             raise SynthcareError("photons must be finite and non-negative")
-        frames = np.ascontiguousarray(s.reshape(-1, *s.shape[-2:]) if s.ndim >= 2
-                                      else s.reshape(1, 1, -1))
-        plane = frames.shape[1:]
+        rngs = [rng] if isinstance(rng, np.random.Generator) else list(rng)
+        if len(rngs) > 1 and (s.ndim < 3 or s.shape[0] != len(rngs)):
+            raise SynthcareError(f"{len(rngs)} generators for photons of shape {s.shape}: the "
+                                 "leading axis must have one entry per generator")
+        lead = (len(rngs), -1)
+        frames = xp.ascontiguousarray(s.reshape(*lead, *s.shape[-2:]) if s.ndim >= 2
+                                      else s.reshape(1, 1, 1, -1))
+        plane = frames.shape[2:]
 
         def per_pixel(value) -> np.ndarray:
             v = np.asarray(value, np.float64)
             if v.ndim == 2 and v.shape != plane:
                 raise SynthcareError(f"camera map of shape {v.shape} does not match the detector's "
                                      f"{plane}")
-            return np.broadcast_to(v, plane)
+            return np.ascontiguousarray(np.broadcast_to(v, plane))
 
         hot = self.hot_map(plane) if s.ndim >= 2 else None
-        out = np.empty(frames.shape, np.float32)
-        k0, k1 = rng_key(rng)
-        _capture(frames, float(self.qe), float(self.dark), per_pixel(0.0 if hot is None else hot),
-                 0.0 if self.em_gain is None else float(self.em_gain), per_pixel(self.read_noise),
-                 per_pixel(self.gain), per_pixel(self.offset), bool(self.photon_counting),
-                 np.inf if self.bits is None else 2.0 ** int(self.bits) - 1, k0, k1, out)
+        maps = [per_pixel(m) for m in (0.0 if hot is None else hot, self.read_noise, self.gain,
+                                       self.offset)]
+        keys = np.array([rng_key(r) for r in rngs], np.uint64)
+        args = (float(self.qe), float(self.dark), 0.0 if self.em_gain is None else float(self.em_gain),
+                bool(self.photon_counting), np.inf if self.bits is None else 2.0 ** int(self.bits) - 1)
+        out = xp.empty(frames.shape, xp.float32)
+        if xp is np:
+            _capture(frames, *maps, *args, keys, out)
+        else:
+            from .camera_cuda import capture_cuda
+
+            capture_cuda(frames, *maps, *args, keys, out)
         return out.reshape(s.shape)
 
 
@@ -182,24 +199,34 @@ def load_maps(path: str) -> dict[str, np.ndarray]:
     return maps
 
 
+@numba.njit(inline="always")
+def pixel_adu(photons, stream, qe, dark, hot, em_gain, read_noise, gain, offset, counting, top,
+              k0, k1):  # pragma: no cover - numba
+    """One pixel's exposure from its own random ``stream`` under key (k0, k1) (CPU and CUDA)."""
+    e, draw = poisson(qe * photons + dark + hot, stream, 0, k0, k1)
+    if em_gain > 0.0 and e > 0.0:
+        # Gamma(n, G): the EM register's output for n input electrons (F² = 2)
+        g, draw = gamma(e, stream, draw, k0, k1)
+        e = g * em_gain
+    if counting:
+        adu = e
+    else:
+        r, draw = normal(stream, draw, k0, k1)
+        adu = gain * (e + read_noise * r) + offset
+    adu = math.floor(adu + 0.5)
+    return min(max(adu, 0.0), top)
+
+
 @numba.njit(parallel=True, cache=True)
-def _capture(photons, qe, dark, hot, em_gain, read_noise, gain, offset, counting, top, k0, k1,
+def _capture(photons, hot, read_noise, gain, offset, qe, dark, em_gain, counting, top, keys,
              out):  # pragma: no cover - numba
-    nf, ny, nx = photons.shape
-    for row in numba.prange(nf * ny):
-        f = row // ny
-        y = row - f * ny
+    nb, nf, ny, nx = photons.shape
+    for row in numba.prange(nb * nf * ny):
+        b = row // (nf * ny)
+        local = row - b * nf * ny  # row within its pair: f·ny + y
+        y = local % ny
+        f = local // ny
         for x in range(nx):
-            i = row * nx + x  # this pixel's stream
-            e, draw = poisson(qe * photons[f, y, x] + dark + hot[y, x], i, 0, k0, k1)
-            if em_gain > 0.0 and e > 0.0:
-                # Gamma(n, G): the EM register's output for n input electrons (F² = 2)
-                g, draw = gamma(e, i, draw, k0, k1)
-                e = g * em_gain
-            if counting:
-                adu = e
-            else:
-                r, draw = normal(i, draw, k0, k1)
-                adu = gain[y, x] * (e + read_noise[y, x] * r) + offset[y, x]
-            adu = math.floor(adu + 0.5)
-            out[f, y, x] = min(max(adu, 0.0), top)
+            out[b, f, y, x] = pixel_adu(photons[b, f, y, x], local * nx + x, qe, dark, hot[y, x],
+                                        em_gain, read_noise[y, x], gain[y, x], offset[y, x],
+                                        counting, top, keys[b, 0], keys[b, 1])

@@ -185,6 +185,10 @@ class SimConfig(Settings):
     sampling: SamplingConfig = SamplingConfig()
     camera: CameraConfig = CameraConfig()
     target: TargetConfig = TargetConfig()
+    device: Literal["cpu", "cuda"] = Field("cpu", description="where pairs are simulated: cpu "
+                                           "(numpy, numba) or cuda (cupy, numba CUDA kernels; "
+                                           "needs the gpu extra); the same pairs either way, to "
+                                           "float rounding")
 
     @field_validator("shape")
     @classmethod

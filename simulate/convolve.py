@@ -15,16 +15,16 @@ forward FFT of the truth. OTFs (PSF spectrum × pixel integration) are cached pe
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import scipy.fft
 
+from . import backend
 from . import psf as psf_models
-from .sampling import Grid, fold, fold_targets, pixel_transfer
+from .sampling import Grid, fold, fold_table, fold_targets, pixel_transfer
 
-WORKERS = -1  # scipy.fft threads: all cores
 # OTF values below this fraction of the OTF's maximum are outside its support: those lateral
 # frequencies are dropped before the axial FFT. The widefield support (|k| <= 2 NA / λ) is ~17 %
 # of the truth's lateral spectrum at 2x oversampling; the dropped part changes an image by
@@ -38,9 +38,10 @@ class Plan:
 
     The truth's spectrum is kept only at the lateral frequencies where some OTF is non-zero:
     ``index`` (n,) into the (Ny, kx_cut) lateral half-spectrum. ``otfs`` holds one (L, n)
-    complex64 array per PSF (pixel integration included), ``active`` one (L,) mask of axial
-    frequencies where it is non-zero; ``direct``/``mirror`` say where each kept frequency lands
-    on the detector grid (:func:`simulate.sampling.fold_targets`).
+    complex64 array per PSF (pixel integration included, exactly zero at axial frequencies
+    outside its support); ``direct``/``mirror`` are the gather tables of where each
+    kept frequency lands on the detector grid (:func:`simulate.sampling.fold_table`). Arrays
+    are numpy or, after :func:`on_device`, cupy.
     """
 
     kx_cut: int
@@ -48,12 +49,11 @@ class Plan:
     direct: np.ndarray
     mirror: np.ndarray
     otfs: tuple[np.ndarray, ...]
-    active: tuple[np.ndarray, ...]
 
 
 def otf(psf: np.ndarray) -> np.ndarray:
     """Half spectrum (complex64) of a centred PSF (centre at index n // 2 of every axis)."""
-    return scipy.fft.rfftn(np.fft.ifftshift(psf), workers=WORKERS).astype(np.complex64)
+    return scipy.fft.rfftn(np.fft.ifftshift(psf), workers=backend.FFT_WORKERS).astype(np.complex64)
 
 
 def optics_key(optics, ndim: int = 3) -> tuple:
@@ -109,42 +109,67 @@ def plan(keys: tuple, grid: Grid, threshold: float = SUPPORT_THRESHOLD) -> Plan:
     kx_cut = int(np.nonzero(lateral.any(axis=0))[0].max()) + 1
     rows, cols = np.nonzero(lateral[:, :kx_cut])
     direct, mirror = fold_targets(ny, grid.truth_shape[2], grid.oversample, rows, cols)
-    otfs, active = [], []
+    half = (grid.padded[0], grid.padded[1] // 2 + 1)
+    direct, mirror = fold_table(direct, half), fold_table(mirror, half)
+    otfs = []
     for h in full:
         values = np.ascontiguousarray(h[:, rows, cols])
         mag = np.abs(values)
+        if threshold > 0:  # axial frequencies outside the support: exactly zero
+            values[~(mag > threshold * mag.max()).any(axis=1)] = 0
         otfs.append(values)
-        active.append((mag > threshold * mag.max()).any(axis=1) if threshold > 0
-                      else (mag > 0).any(axis=1))
-    return Plan(kx_cut, (rows * kx_cut + cols).astype(np.int64), direct, mirror, tuple(otfs),
-                tuple(active))
+    return Plan(kx_cut, (rows * kx_cut + cols).astype(np.int64), direct, mirror, tuple(otfs))
 
 
-def truth_spectrum(truth: np.ndarray, plan: Plan, grid: Grid) -> np.ndarray:
-    """Spectrum (L, n) complex64 of a (nz, Ny, Nx) truth volume at the plan's lateral
-    frequencies, zero-padded along z to ``grid.z_fft`` planes (linear convolution in z).
+_ON_DEVICE: dict[int, tuple[Plan, Plan]] = {}
+
+
+def on_device(p: Plan, xp) -> Plan:
+    """The plan with its arrays in the array module ``xp`` (cupy: on the GPU), cached per plan
+    (plans themselves are cached, so a pair costs no host-to-device copy of its OTFs)."""
+    if xp is np:
+        return p
+    hit = _ON_DEVICE.get(id(p))
+    if hit is None or hit[0] is not p:
+        moved = {f.name: getattr(p, f.name) for f in fields(p)}
+        for name in ("index", "direct", "mirror"):
+            moved[name] = xp.asarray(moved[name])
+        moved["otfs"] = tuple(xp.asarray(a) for a in moved["otfs"])
+        if len(_ON_DEVICE) >= 4:
+            _ON_DEVICE.pop(next(iter(_ON_DEVICE)))
+        hit = _ON_DEVICE[id(p)] = (p, Plan(**moved))
+    return hit[1]
+
+
+def truth_spectrum(truth, plan: Plan, grid: Grid):
+    """Spectrum (..., L, n) complex64 of (..., nz, Ny, Nx) truth volumes (leading axes: a batch)
+    at the plan's lateral frequencies, zero-padded along z to ``grid.z_fft`` planes (linear
+    convolution in z). numpy or cupy, with ``plan`` on the same device.
 
     The lateral transform is pruned: columns beyond the support are dropped after the x-FFT,
     and only supported frequencies enter the (largest) axial FFT.
     """
-    along_x = scipy.fft.rfft(truth, axis=-1, workers=WORKERS)[..., :plan.kx_cut]
-    lateral = scipy.fft.fft(along_x, axis=-2, workers=WORKERS, overwrite_x=True)
-    kept = lateral.reshape(truth.shape[0], -1)[:, plan.index]
-    return scipy.fft.fft(kept, n=grid.z_fft, axis=0, workers=WORKERS, overwrite_x=True)
+    f = backend.fft(backend.array_module(truth))
+    along_x = f.rfft(truth, axis=-1)[..., :plan.kx_cut]
+    lateral = f.fft(along_x, axis=-2, overwrite_x=True)
+    kept = lateral.reshape(*truth.shape[:-2], -1)[..., plan.index]
+    return f.fft(kept, n=grid.z_fft, axis=-2, overwrite_x=True).astype(np.complex64, copy=False)
 
 
-def detector_planes(spectrum: np.ndarray, plan: Plan, which: int, grid: Grid,
-                    planes: tuple[int, ...], *, crop: bool = True) -> np.ndarray:
+def detector_planes(spectrum, plan: Plan, which: int, grid: Grid, planes: tuple[int, ...], *,
+                    crop: bool = True):
     """Blur with OTF number ``which`` of the plan, integrate pixels and sample focal planes:
-    (len(planes), ny, nx) float32 (relative photons), cropped to the detector field.
+    (..., len(planes), ny, nx) float32 (relative photons), cropped to the detector field.
 
     ``planes`` are truth plane indices (the focal position of each output plane). ``crop=False``
     keeps the margins (the whole periodic field, where every photon of the truth is counted).
     """
+    xp = backend.array_module(spectrum)
+    f = backend.fft(xp)
     py, px = grid.padded
-    folded = fold(spectrum, plan.otfs[which], plan.active[which], plan.direct, plan.mirror,
+    folded = fold(spectrum, plan.otfs[which], plan.direct, plan.mirror,
                   (grid.z_fft, py, px // 2 + 1))
-    along_z = scipy.fft.ifft(folded, axis=0, workers=WORKERS, overwrite_x=True)
-    picked = along_z[np.asarray(planes)]
-    image = scipy.fft.irfft2(picked, s=grid.padded, workers=WORKERS)
-    return np.ascontiguousarray(grid.crop(image) if crop else image, dtype=np.float32)
+    along_z = f.ifft(folded, axis=-3, overwrite_x=True)
+    picked = along_z[..., xp.asarray(planes), :, :]
+    image = f.irfft2(picked, s=grid.padded)
+    return xp.ascontiguousarray(grid.crop(image) if crop else image, dtype=xp.float32)

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .config import SimConfig
 from .errors import SynthcareError
-from .pairs import simulate_pair
+from .pairs import chunk_size, simulate_pair, simulate_pairs
 from .sampling import Grid
 
 SUBFOLDERS = ("low", "GT", "clean")
@@ -147,7 +147,8 @@ def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None =
     seed = cfg.seed if seed is None else seed
     out = ensure_writable(out)
     manifest_path = out / "manifest.json"
-    manifest = {"config": cfg.to_dict(), "seed": seed}
+    # the device that simulates does not change the dataset: a run begun on a GPU may resume on a CPU
+    manifest = {"config": {k: v for k, v in cfg.to_dict().items() if k != "device"}, "seed": seed}
     if manifest_path.exists():
         old = json.loads(manifest_path.read_text())
         if old.get("config") != manifest["config"] or old.get("seed") != seed:
@@ -166,13 +167,18 @@ def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None =
     width = max(4, len(str(n - 1)))
     todo = [i for i in range(n)
             if not all((out / s / f"{i:0{width}d}.tif").exists() for s in SUBFOLDERS)]
-    for i in tqdm(todo, desc=f"simulate {cfg.task}", unit="pair", disable=not progress):
-        pair = simulate_pair(cfg, seed, i)
-        name = f"{i:0{width}d}.tif"
-        # GT and clean first, low last: a pair counts as done only when all three exist
-        write_tiff(out / "GT" / name, pair.target, spacing["GT"])
-        write_tiff(out / "clean" / name, pair.clean, spacing["clean"])
-        write_tiff(out / "low" / name, pair.input, spacing["low"], dtype=low_dtype)
+    step = chunk_size(cfg)  # 1 on the CPU; on a GPU, pairs are simulated a chunk at a time
+    with tqdm(total=len(todo), desc=f"simulate {cfg.task}", unit="pair", disable=not progress) as bar:
+        for start in range(0, len(todo), step):
+            chunk = todo[start:start + step]
+            pairs = simulate_pairs(cfg, seed, chunk).to_host()
+            for j, i in enumerate(chunk):
+                name = f"{i:0{width}d}.tif"
+                # GT and clean first, low last: a pair counts as done only when all three exist
+                write_tiff(out / "GT" / name, pairs.target[j], spacing["GT"])
+                write_tiff(out / "clean" / name, pairs.clean[j], spacing["clean"])
+                write_tiff(out / "low" / name, pairs.input[j], spacing["low"], dtype=low_dtype)
+                bar.update(1)
     return out
 
 
@@ -190,7 +196,7 @@ def preview(cfg: SimConfig, path: str | Path, *, seed: int | None = None, index:
     import matplotlib.pyplot as plt
 
     seed = cfg.seed if seed is None else seed
-    pair = simulate_pair(cfg, seed, index, keep_truth=True)
+    pair = simulate_pair(cfg, seed, index, keep_truth=True).to_host()
     grid = Grid.from_config(cfg)
     s = grid.oversample
     (my, mx), (_, ny, nx) = grid.margin, grid.detector

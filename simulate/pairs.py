@@ -26,12 +26,13 @@ n2n         input and target: two independent noisy acquisitions of one sample.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from types import ModuleType
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
-from . import convolve, phantoms, render
+from . import backend, convolve, phantoms, render
 from .camera import Camera
 from .config import SimConfig
 from .psf import model_fwhm
@@ -55,6 +56,11 @@ class Pair:
     clean: np.ndarray
     truth: np.ndarray | None = None
 
+    def to_host(self) -> Pair:
+        """The pair as numpy arrays (copied from the GPU if the arrays are cupy's)."""
+        t = None if self.truth is None else backend.to_host(self.truth)
+        return Pair(*(backend.to_host(a) for a in (self.input, self.target, self.clean)), t)
+
 
 def streams(seed: int, index: int) -> dict[str, np.random.Generator]:
     """The independent random generators of pair (seed, index)."""
@@ -66,24 +72,16 @@ def streams(seed: int, index: int) -> dict[str, np.random.Generator]:
 
 
 class _Clock:
-    def __init__(self, timings: dict[str, float] | None):
-        self.timings, self.t = timings, time.perf_counter()
+    def __init__(self, timings: dict[str, float] | None, xp=np):
+        self.timings, self.t, self.xp = timings, time.perf_counter(), xp
 
     def lap(self, stage: str) -> None:
         if self.timings is not None:
+            if self.xp is not np:
+                self.xp.cuda.get_current_stream().synchronize()  # GPU work is asynchronous
             now = time.perf_counter()
             self.timings[stage] = self.timings.get(stage, 0.0) + now - self.t
             self.t = now
-
-
-def _background(cfg: SimConfig, grid: Grid, planes: tuple[int, ...],
-                field: phantoms.SmoothField | None) -> np.ndarray | float:
-    """Background photons on the given planes: uniform part plus the smooth random field."""
-    level = cfg.sample.background * cfg.camera.photons
-    if field is None:
-        return level
-    smooth = field(*grid.plane_coords(planes)).astype(np.float32)
-    return level + cfg.sample.background_smooth * cfg.camera.photons * smooth
 
 
 def residual_sigma(cfg: SimConfig) -> float:
@@ -95,48 +93,125 @@ def residual_sigma(cfg: SimConfig) -> float:
 
 @dataclass
 class _Imaging:
-    """One sample, rendered and transformed once, ready to be imaged at any planes."""
+    """A batch of samples, rendered and transformed once, ready to be imaged at any planes.
+    Arrays are on the config's device and carry a leading batch axis."""
 
     cfg: SimConfig
     grid: Grid
-    rng: dict[str, np.random.Generator]
-    field: phantoms.SmoothField | None
+    rng: list[dict[str, np.random.Generator]]
+    fields: list[phantoms.SmoothField | None]
     spectrum: np.ndarray
     plan: convolve.Plan
     truth: np.ndarray
-    scale: float = 1.0
+    xp: ModuleType = np
+    scale: np.ndarray | float = 1.0  # (B, 1, 1, 1) photons per unit of the blurred truth
 
-    def signal(self, planes: tuple[int, ...], which: int = 0, crop: bool = True) -> np.ndarray:
-        """Blurred, pixel-integrated photons (no background) at truth planes, with PSF ``which``."""
+    def signal(self, planes: tuple[int, ...], which: int = 0, crop: bool = True):
+        """Blurred, pixel-integrated photons (no background) at truth planes, with PSF ``which``:
+        (B, planes, y, x)."""
         out = convolve.detector_planes(self.spectrum, self.plan, which, self.grid, planes, crop=crop)
-        return out * np.float32(self.scale)
+        return out * self.scale
 
-    def photons(self, signal: np.ndarray, planes: tuple[int, ...]) -> np.ndarray:
+    def background(self, planes: tuple[int, ...]):
+        """Background photons on the given planes: uniform part plus each sample's smooth random
+        field (B, planes, ny, nx), or the uniform level alone."""
+        level = self.cfg.sample.background * self.cfg.camera.photons
+        if all(f is None for f in self.fields):
+            return level
+        coords = self.grid.plane_coords(planes)
+        smooth = np.stack([f(*coords) for f in self.fields]).astype(np.float32)
+        return self.xp.asarray(level + self.cfg.sample.background_smooth * self.cfg.camera.photons
+                               * smooth)
+
+    def photons(self, signal, planes: tuple[int, ...]):
         """Signal plus background, never negative (FFT rounding leaves ~1e-7 negatives)."""
-        return np.maximum(signal + _background(self.cfg, self.grid, planes, self.field), 0)
+        return self.xp.maximum(signal + self.background(planes), 0)
+
+    def calibrate(self, padded_input) -> None:
+        """Set the photon scale: ``camera.photons`` at the brightest pixel of each input field."""
+        peak = self.grid.crop(padded_input).reshape(len(self.rng), -1).max(axis=1)
+        safe = self.xp.where(peak > 0, peak, 1)
+        scale = self.xp.where(peak > 0, self.cfg.camera.photons / safe, 0)
+        self.scale = scale.astype(self.xp.float32).reshape(-1, 1, 1, 1)
+
+    def noise(self, stream: str) -> list[np.random.Generator]:
+        """The generators of one stream, one per pair of the batch."""
+        return [r[stream] for r in self.rng]
 
 
-def _image(cfg: SimConfig, seed: int, index: int, extra_keys: tuple = (),
+def _image(cfg: SimConfig, seed: int, indices: Sequence[int], extra_keys: tuple = (),
            clock: _Clock | None = None) -> _Imaging:
-    clock = clock or _Clock(None)
+    xp = backend.xp_for(cfg.device)
+    clock = clock or _Clock(None, xp)
     grid = Grid.from_config(cfg)
-    rng = streams(seed, index)
-    sample = phantoms.sample(cfg.sample, grid.extent, rng["geometry"], slab=cfg.ndim == 2)
-    field = (phantoms.SmoothField.draw(rng["background"], cfg.sample.background_scale)
-             if cfg.sample.background_smooth > 0 else None)
+    rng = [streams(seed, i) for i in indices]
+    samples = [phantoms.sample(cfg.sample, grid.extent, r["geometry"], slab=cfg.ndim == 2)
+               for r in rng]
+    fields = [phantoms.SmoothField.draw(r["background"], cfg.sample.background_scale)
+              if cfg.sample.background_smooth > 0 else None for r in rng]
     clock.lap("geometry")
-    truth = render.render(sample, grid.truth_shape, grid.truth_spacing)
+    truth = render.render_batch(samples, grid.truth_shape, grid.truth_spacing, xp)
     clock.lap("render")
     plan = convolve.plan((convolve.optics_key(cfg.optics, cfg.ndim), *extra_keys), grid)
+    plan = convolve.on_device(plan, xp)
     spectrum = convolve.truth_spectrum(truth, plan, grid)
     clock.lap("fft")
-    return _Imaging(cfg, grid, rng, field, spectrum, plan, truth)
+    return _Imaging(cfg, grid, rng, fields, spectrum, plan, truth, xp)
 
 
-def _calibrate(im: _Imaging, padded_input: np.ndarray) -> None:
-    """Set the photon scale: ``camera.photons`` at the brightest pixel of the input field."""
-    peak = float(im.grid.crop(padded_input).max())
-    im.scale = im.cfg.camera.photons / peak if peak > 0 else 0.0
+def simulate_pairs(config: SimConfig, seed: int, indices: Sequence[int], *,
+                   keep_truth: bool = False, timings: dict[str, float] | None = None) -> Pair:
+    """Pairs ``indices`` of the dataset ``seed``, simulated together: a :class:`Pair` whose
+    arrays have a leading batch axis (one entry per index), on the config's device (numpy, or
+    cupy for ``device: cuda``). Entry ``b`` equals :func:`simulate_pair` (config, seed,
+    indices[b]) to float rounding: every pair keeps its own random streams. On a GPU a batch
+    costs one set of kernel launches and FFTs for all its pairs.
+    """
+    cfg = config
+    xp = backend.xp_for(cfg.device)
+    clock = _Clock(timings, xp)
+    if len(indices) == 0:
+        raise ValueError("indices must not be empty")
+    extra = ()
+    if cfg.task == "deconvolve":
+        extra = (convolve.narrow_key(cfg.target.fwhm_xy or 2 * cfg.sampling.pixel,
+                                     cfg.target.fwhm_z or 2 * cfg.sampling.pixel
+                                     * cfg.sampling.z_factor),)
+    im = _image(cfg, seed, indices, extra, clock)
+    grid = im.grid
+    in_planes = grid.input_planes
+    n_in = len(in_planes)
+    tgt_planes = grid.iso_planes if cfg.task == "upsample" else in_planes
+    both = convolve.detector_planes(im.spectrum, im.plan, 0, grid, in_planes + tgt_planes, crop=False)
+    im.calibrate(both[:, :n_in])
+    both *= im.scale
+    photons_in = im.photons(grid.crop(both[:, :n_in]), in_planes)
+    signal_tgt = (im.signal(in_planes, which=1) if cfg.task == "deconvolve"
+                  else grid.crop(both[:, n_in:]))
+    photons_tgt = im.photons(signal_tgt, tgt_planes)
+    clock.lap("optics")
+
+    camera = Camera.from_config(cfg.camera)
+    if cfg.task == "isotropic":
+        # the residual axial blur acts on the padded field, so crop borders hold real context
+        blurred = backend.ndimage(xp).gaussian_filter1d(both[:, :n_in], residual_sigma(cfg), axis=-2)
+        inp, photons_tgt = _isotropic_slices(cfg, camera, im.photons(grid.crop(blurred), in_planes),
+                                             photons_in, im.noise("noise"))
+    else:
+        inp = camera.capture(photons_in, im.noise("noise"))
+    clean = camera.expected(photons_tgt)
+    if cfg.task == "n2n":
+        target = camera.capture(photons_tgt, im.noise("target"))
+    elif cfg.target.noise == "high":
+        target = _high_photon(camera, photons_tgt, cfg.target.photons / cfg.camera.photons,
+                              im.noise("target"))
+    else:
+        target = clean
+    clock.lap("camera")
+    if cfg.ndim == 2:
+        inp, target, clean = inp[:, 0], target[:, 0], clean[:, 0]
+    inp, target, clean = (xp.ascontiguousarray(a, dtype=xp.float32) for a in (inp, target, clean))
+    return Pair(inp, target, clean, im.truth if keep_truth else None)
 
 
 def simulate_pair(config: SimConfig, seed: int, index: int, *, keep_truth: bool = False,
@@ -145,48 +220,11 @@ def simulate_pair(config: SimConfig, seed: int, index: int, *, keep_truth: bool 
 
     Shapes: 2D configs give (ny, nx) images; 3D give (nz, ny, nx), except the ``upsample``
     target ((nz − 1)·k + 1 planes) and ``isotropic`` (lateral slices, rows cropped to
-    (⌈ny/k⌉ − 1)·k + 1). ``timings``, if given, accumulates seconds per stage.
+    (⌈ny/k⌉ − 1)·k + 1). ``timings``, if given, accumulates seconds per stage. Arrays are on
+    the config's device (numpy, or cupy for ``device: cuda``).
     """
-    cfg, clock = config, _Clock(timings)
-    extra = ()
-    if cfg.task == "deconvolve":
-        extra = (convolve.narrow_key(cfg.target.fwhm_xy or 2 * cfg.sampling.pixel,
-                                     cfg.target.fwhm_z or 2 * cfg.sampling.pixel
-                                     * cfg.sampling.z_factor),)
-    im = _image(cfg, seed, index, extra, clock)
-    grid = im.grid
-    in_planes = grid.input_planes
-    tgt_planes = grid.iso_planes if cfg.task == "upsample" else in_planes
-    both = convolve.detector_planes(im.spectrum, im.plan, 0, grid, in_planes + tgt_planes, crop=False)
-    _calibrate(im, both[:len(in_planes)])
-    both *= np.float32(im.scale)
-    photons_in = im.photons(grid.crop(both[:len(in_planes)]), in_planes)
-    signal_tgt = (im.signal(in_planes, which=1) if cfg.task == "deconvolve"
-                  else grid.crop(both[len(in_planes):]))
-    photons_tgt = im.photons(signal_tgt, tgt_planes)
-    clock.lap("optics")
-
-    camera = Camera.from_config(cfg.camera)
-    if cfg.task == "isotropic":
-        # the residual axial blur acts on the padded field, so crop borders hold real context
-        blurred = grid.crop(gaussian_filter1d(both[:len(in_planes)], residual_sigma(cfg), axis=1))
-        inp, photons_tgt = _isotropic_slices(cfg, camera, im.photons(blurred, in_planes), photons_in,
-                                             im.rng["noise"])
-    else:
-        inp = camera.capture(photons_in, im.rng["noise"])
-    clean = camera.expected(photons_tgt)
-    if cfg.task == "n2n":
-        target = camera.capture(photons_tgt, im.rng["target"])
-    elif cfg.target.noise == "high":
-        target = _high_photon(camera, photons_tgt, cfg.target.photons / cfg.camera.photons,
-                              im.rng["target"])
-    else:
-        target = clean
-    clock.lap("camera")
-    if cfg.ndim == 2:
-        inp, target, clean = inp[0], target[0], clean[0]
-    inp, target, clean = (np.ascontiguousarray(a, dtype=np.float32) for a in (inp, target, clean))
-    return Pair(inp, target, clean, im.truth if keep_truth else None)
+    p = simulate_pairs(config, seed, [index], keep_truth=keep_truth, timings=timings)
+    return Pair(p.input[0], p.target[0], p.clean[0], None if p.truth is None else p.truth[0])
 
 
 @dataclass(frozen=True)
@@ -214,16 +252,32 @@ def simulate_volume(config: SimConfig, seed: int, index: int) -> Volume:
     if cfg.task == "isotropic":
         fxy = model_fwhm(cfg.optics)[1]
         extra = (convolve.narrow_key(fxy, fxy),)
-    im = _image(cfg, seed, index, extra)
-    grid = im.grid
+    im = _image(cfg, seed, [index], extra)
+    grid, xp = im.grid, im.xp
     padded = convolve.detector_planes(im.spectrum, im.plan, 0, grid, grid.input_planes, crop=False)
-    _calibrate(im, padded)
-    photons_in = im.photons(grid.crop(padded) * np.float32(im.scale), grid.input_planes)
+    im.calibrate(padded)
+    photons_in = im.photons(grid.crop(padded) * im.scale, grid.input_planes)
     reference = im.photons(im.signal(grid.iso_planes, which=len(extra)), grid.iso_planes)
     camera = Camera.from_config(cfg.camera)
-    acquired = camera.capture(photons_in, im.rng["noise"])
-    return Volume(np.ascontiguousarray(acquired, np.float32),
-                  np.ascontiguousarray(camera.expected(reference), np.float32))
+    acquired = camera.capture(photons_in, im.noise("noise"))
+    return Volume(xp.ascontiguousarray(acquired[0], xp.float32),
+                  xp.ascontiguousarray(camera.expected(reference)[0], xp.float32))
+
+
+CHUNK_BYTES = 2 * 2**30  # device memory one chunk of pairs may take while it is simulated
+MAX_CHUNK = 64  # pairs per chunk: enough to amortise launches, small enough to start fast
+
+
+def chunk_size(cfg: SimConfig) -> int:
+    """Pairs worth simulating together (:func:`simulate_pairs`) on the config's device: 1 on the
+    CPU (no launch overhead to amortise), else as many as fit :data:`CHUNK_BYTES` (about 24
+    bytes per voxel of the z-padded truth grid: the volume and its spectra), at most
+    :data:`MAX_CHUNK`."""
+    if cfg.device == "cpu":
+        return 1
+    grid = Grid.from_config(cfg)
+    per_pair = 24 * grid.z_fft * grid.truth_shape[1] * grid.truth_shape[2]
+    return int(max(1, min(MAX_CHUNK, CHUNK_BYTES // per_pair)))
 
 
 def make_pair(config: SimConfig, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -232,20 +286,25 @@ def make_pair(config: SimConfig, seed: int, index: int) -> tuple[np.ndarray, np.
     return p.input, p.target
 
 
-def _high_photon(camera: Camera, photons: np.ndarray, ratio: float,
-                 rng: np.random.Generator) -> np.ndarray:
+def make_pairs(config: SimConfig, seed: int, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, targets) of :func:`simulate_pairs`: a batch of pairs, each array with a leading
+    batch axis, on the config's device."""
+    p = simulate_pairs(config, seed, indices)
+    return p.input, p.target
+
+
+def _high_photon(camera: Camera, photons, ratio: float, rng) -> np.ndarray:
     """A second acquisition with ``ratio`` × the light (unclipped, so it never saturates),
     mapped back into the input's photometric scale."""
     adu = replace(camera, bits=None, hot_pixels=0.0).capture(photons * ratio, rng)
     return camera.expected(camera.photons_from_expected(adu) / ratio)
 
 
-def _isotropic_slices(cfg: SimConfig, camera: Camera, blurred: np.ndarray, photons: np.ndarray,
-                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _isotropic_slices(cfg: SimConfig, camera: Camera, blurred, photons, rng):
     """Training slices of the lateral-slice scheme: (input ADU, target photons), both
-    (nz, (n_sub − 1)·k + 1, nx), the degraded axis being y (axis 1). ``blurred`` holds the
-    lateral planes with the residual axial blur along y, ``photons`` the planes themselves."""
+    (B, nz, (n_sub − 1)·k + 1, nx), the degraded axis being y. ``blurred`` holds the lateral
+    planes with the residual axial blur along y, ``photons`` the planes themselves."""
     k = cfg.sampling.z_factor
-    acquired = camera.capture(blurred[:, ::k, :], rng)
-    upsampled = interpolate_axis(acquired, k, axis=1, order=1)
-    return upsampled, photons[:, :upsampled.shape[1], :]
+    acquired = camera.capture(blurred[..., ::k, :], rng)
+    upsampled = interpolate_axis(acquired, k, axis=-2, order=1)
+    return upsampled, photons[..., :upsampled.shape[-2], :]

@@ -182,3 +182,20 @@ def render(sample: Sample, shape: Sequence[int], spacing: Sequence[float]) -> np
     splat_points(volume, pos, w, spacing)
     render_ellipsoids(volume, sample.granules, spacing)
     return volume
+
+
+def render_batch(samples: Sequence[Sample], shape: Sequence[int], spacing: Sequence[float], xp=np):
+    """The truth volumes of several samples, (len(samples), *shape) float32, on the device of the
+    array module ``xp`` (numpy: the CPU kernels; cupy: the CUDA kernels of
+    :mod:`simulate.render_cuda`, writing straight into the batch)."""
+    if xp is np:
+        out = np.empty((len(samples), *shape), np.float32)
+        for b, s in enumerate(samples):
+            out[b] = render(s, shape, spacing)
+        return out
+    from .render_cuda import render_cuda
+
+    out = xp.zeros((len(samples), *shape), xp.float32)
+    for b, s in enumerate(samples):
+        render_cuda(s, shape, spacing, out=out[b])
+    return out

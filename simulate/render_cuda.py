@@ -8,8 +8,8 @@ CPU's (which owns whole planes), so CPU and GPU agree to float32 rounding, not b
 
 Runs on the CPU under numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, set before numba is
 imported), which is how the tests check these kernels against the CPU ones on a machine
-without a GPU. Arrays returned are numba device arrays; ``cupy.asarray`` wraps them without a
-copy (CUDA array interface).
+without a GPU. Arrays returned are numba device arrays, or the caller's cupy array (``out``), written
+in place through the CUDA array interface without a copy.
 """
 
 from __future__ import annotations
@@ -127,16 +127,20 @@ def render_ellipsoids_cuda(volume, ell: Ellipsoids, spacing: Sequence[float]) ->
         splat_points_cuda(volume, ell.centres[tiny], ell.brightness[tiny], spacing)
 
 
-def render_cuda(sample: Sample, shape: Sequence[int], spacing: Sequence[float]):
-    """:func:`simulate.render.render` on the GPU: a float32 device array of ``shape``."""
+def render_cuda(sample: Sample, shape: Sequence[int], spacing: Sequence[float], out=None):
+    """:func:`simulate.render.render` on the GPU: a float32 device array of ``shape``, or added
+    into ``out`` (a zeroed float32 device array of ``shape``: numba's or cupy's) and returned."""
     if not cuda.is_available():
         raise SynthcareError("device 'cuda' asked for, but numba finds no CUDA GPU (and the CUDA "
                              "simulator is off)")
-    volume = cuda.to_device(np.zeros(tuple(shape), np.float32))
+    if out is None:
+        volume = cuda.to_device(np.zeros(tuple(shape), np.float32))
+    else:
+        volume = out  # numba kernels take cupy arrays as they are (CUDA array interface)
     step = 0.5 * float(min(spacing))
     pos, w = filament_points(sample.filaments, step)
     pos = np.concatenate([pos, sample.beads.positions])
     w = np.concatenate([w, sample.beads.brightness])
     splat_points_cuda(volume, pos, w, spacing)
     render_ellipsoids_cuda(volume, sample.granules, spacing)
-    return volume
+    return volume if out is None else out

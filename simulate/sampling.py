@@ -19,11 +19,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import scipy.fft
 from scipy.interpolate import make_interp_spline
 
+from .backend import array_module
 from .config import SimConfig
 from .errors import ConfigError
 
@@ -192,49 +192,73 @@ def fold_targets(ny: int, nx: int, factor: int, rows: np.ndarray,
     return direct, mirror
 
 
-@numba.njit(parallel=True, cache=True)
-def _multiply_fold(spec, otf, active, direct, mirror, out):  # pragma: no cover - numba
-    nz = spec.shape[0]
-    for iz in numba.prange(nz):
-        izm = (nz - iz) % nz
-        out[iz] = 0
-        if active[iz]:
-            for s in range(spec.shape[1]):
-                u = direct[s, 1]
-                if u >= 0:
-                    out[iz, direct[s, 0], u] += spec[iz, s] * otf[iz, s]
-        if active[izm]:
-            for s in range(spec.shape[1]):
-                u = mirror[s, 1]
-                if u >= 0:
-                    out[iz, mirror[s, 0], u] += (spec[izm, s] * otf[izm, s]).conjugate()
+def fold_table(targets: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Gather table of a fold onto a detector half spectrum of ``shape`` = (Py, Mx//2 + 1).
 
-
-def fold(spectrum: np.ndarray, otf: np.ndarray, active: np.ndarray, direct: np.ndarray,
-         mirror: np.ndarray, out_shape: tuple[int, int, int]) -> np.ndarray:
-    """Multiply a truth spectrum by the OTF and fold it onto the detector's lateral grid.
-
-    ``spectrum`` and ``otf`` are (L, n): L axial frequencies × n stored lateral frequencies
-    (the OTF's support, see :mod:`simulate.convolve`), ``active`` (L,) marks axial frequencies
-    where the OTF is non-zero, ``direct``/``mirror`` from :func:`fold_targets`. The OTF must
-    include :func:`pixel_transfer`, so that the inverse FFT of the result, (L, Py, Mx//2 + 1),
-    is the pixel-integrated, blurred field. Every output plane is gathered by one thread in a
-    fixed order (deterministic).
+    Row ``t`` lists, in increasing order, the stored frequencies (rows of ``targets``, from
+    :func:`fold_targets`) that land on the flat detector frequency ``t``, padded with ``n`` (the
+    index of an extra zero column). Returns (Py · (Mx//2 + 1), K) int64, K ≤ factor² the most
+    frequencies landing on one target.
     """
-    out = np.empty(out_shape, np.complex64)
-    _multiply_fold(spectrum, otf, active, direct, mirror, out)
-    return out
+    n, n_out = len(targets), shape[0] * shape[1]
+    src = np.nonzero(targets[:, 1] >= 0)[0]
+    flat = targets[src, 0] * shape[1] + targets[src, 1]
+    order = np.argsort(flat, kind="stable")  # stable: sources stay in increasing order
+    flat, src = flat[order], src[order]
+    counts = np.bincount(flat, minlength=n_out)
+    rank = np.arange(len(flat)) - (np.cumsum(counts) - counts)[flat]
+    table = np.full((n_out, max(int(counts.max(initial=0)), 1)), n, np.int64)
+    table[flat, rank] = src
+    return table
 
 
-def interpolate_axis(stack: np.ndarray, factor: int, axis: int = 0, order: int = 1) -> np.ndarray:
+def fold(spectrum, otf, direct, mirror, out_shape: tuple[int, int, int]):
+    """Multiply a truth spectrum by the OTF and fold it onto the detector's lateral grid
+    (numpy or cupy arrays alike).
+
+    ``spectrum`` is (..., L, n): L axial frequencies × n stored lateral frequencies (the OTF's
+    support, see :mod:`simulate.convolve`), leading axes a batch; ``otf`` (L, n);
+    ``direct``/``mirror`` are the :func:`fold_table` of the :func:`fold_targets`. The OTF must
+    include :func:`pixel_transfer`, so that the inverse FFT of the result,
+    (..., L, Py, Mx//2 + 1), is the pixel-integrated, blurred field. A Hermitian mirror at axial
+    frequency ``l`` comes from frequency ``−l``, conjugated. Every output frequency sums its
+    sources in a fixed order with no atomics, so the result is deterministic on any backend.
+    """
+    xp = array_module(spectrum)
+    *lead, nl, n = spectrum.shape
+    padded = xp.empty((*lead, nl, n + 1), xp.complex64)  # column n: zero, for padded table rows
+    xp.multiply(spectrum, otf, out=padded[..., :n])
+    padded[..., n] = 0
+    out = xp.take(padded, direct[:, 0], axis=-1)
+    for k in range(1, direct.shape[1]):
+        out += xp.take(padded, direct[:, k], axis=-1)
+    mirrored = xp.conj(xp.take(padded, xp.asarray((-np.arange(nl)) % nl), axis=-2))
+    for k in range(mirror.shape[1]):
+        out += xp.take(mirrored, mirror[:, k], axis=-1)
+    return out.reshape(*lead, *out_shape)
+
+
+def interpolate_axis(stack, factor: int, axis: int = 0, order: int = 1):
     """Upsample ``axis`` by an integer factor with a spline through the samples.
 
     Sample i sits at i·factor in the output, which has (n − 1)·factor + 1 entries along ``axis``
-    (no extrapolation past the last sample). ``order`` 1 is linear, 3 cubic.
+    (no extrapolation past the last sample). ``order`` 1 is linear (numpy or cupy arrays), 3
+    cubic (numpy).
     """
     n = stack.shape[axis]
     if n < 2:
         raise ValueError("need at least two samples to interpolate")
     order = min(order, n - 1)
+    if order == 1:
+        xp = array_module(stack)
+        j = np.arange((n - 1) * factor + 1)
+        lo = np.minimum(j // factor, n - 2)
+        t = ((j - lo * factor) / factor).astype(np.float32)
+        shape = [1] * stack.ndim
+        shape[axis] = len(j)
+        t = xp.asarray(t).reshape(shape)
+        a = xp.take(stack, xp.asarray(lo), axis=axis).astype(xp.float32, copy=False)
+        b = xp.take(stack, xp.asarray(lo + 1), axis=axis).astype(xp.float32, copy=False)
+        return xp.ascontiguousarray((1 - t) * a + t * b)  # exact at both samples
     spline = make_interp_spline(np.arange(n) * factor, stack, k=order, axis=axis)
     return np.ascontiguousarray(spline(np.arange((n - 1) * factor + 1)), dtype=np.float32)

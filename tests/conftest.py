@@ -5,17 +5,10 @@ from __future__ import annotations
 import pytest
 
 
-def _real_gpu() -> bool:
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
-
-
 def pytest_collection_modifyitems(config, items):
-    if _real_gpu():
+    from simulate.backend import gpu_available
+
+    if gpu_available():
         return
     skip = pytest.mark.skip(reason="needs cupy and a CUDA device")
     for item in items:

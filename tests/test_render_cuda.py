@@ -1,4 +1,5 @@
-"""The CUDA rendering kernels, run on the CPU under numba's CUDA simulator, match the CPU ones."""
+"""The CUDA kernels (rendering, camera), run on the CPU under numba's CUDA simulator, match the CPU
+ones."""
 
 import json
 import os
@@ -38,3 +39,15 @@ def test_cuda_render_without_a_gpu_is_a_clear_error():
                             phantoms.Points(np.zeros((0, 3)), np.zeros(0)))
     with pytest.raises(SynthcareError, match="cuda"):
         render_cuda(empty, (2, 8, 8), (0.1, 0.1, 0.1))
+
+
+def test_cuda_camera_kernel_is_bit_identical_to_the_cpu_under_the_simulator():
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    script = Path(__file__).parent / "scripts" / "cuda_camera_check.py"
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                         timeout=600, cwd=Path(__file__).parent.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    assert {r["camera"] for r in rows} == {"scmos", "emccd", "counting"}
+    for r in rows:
+        assert r["identical"], r

@@ -7,6 +7,7 @@ import json
 import sys
 
 import numpy as np
+from numba import cuda
 
 from simulate import phantoms, render
 from simulate.config import SampleConfig
@@ -22,6 +23,9 @@ s = phantoms.sample(cfg, box, np.random.default_rng(int(sys.argv[1]) if len(sys.
                     slab=False)
 cpu = render.render(s, shape, spacing)
 gpu = render_cuda(s, shape, spacing).copy_to_host()
+into = cuda.to_device(np.zeros(shape, np.float32))  # rendering into a caller's array (a batch)
+assert render_cuda(s, shape, spacing, out=into) is into
+assert np.array_equal(into.copy_to_host(), gpu)
 print(json.dumps({"max_rel_diff": float(np.abs(cpu - gpu).max() / cpu.max()),
                   "cpu_sum": float(cpu.sum(dtype=np.float64)), "gpu_sum": float(gpu.sum(dtype=np.float64)),
                   "n_filaments": int(len(s.filaments.brightness)), "n_granules": int(len(s.granules.centres)),

@@ -1,0 +1,101 @@
+"""Training batches made where the network trains: on the GPU, pairs never leave the device.
+
+:class:`DeviceBatches` is :class:`restore.data.SimulatedBatches` for a config whose ``device``
+is ``cuda``: pairs are simulated a chunk at a time (:func:`simulate.simulate_pairs`, one set of
+kernel launches and FFTs for many pairs), normalised, cropped and augmented on the device, and
+handed to torch through DLPack (no host copy, no DataLoader worker). Batch ``b`` is the same
+pure function of (config, seed, b) as on the CPU: the same pairs, the same random patch
+positions, flips and rotations, drawn from the same generators, so a CPU run and a GPU run see
+the same patches (to float rounding).
+
+Patches are gathered in one indexing operation per batch: the flips and rotations act on a host
+array of flat pixel indices (with the very :func:`~restore.data.augment` the CPU path uses), and
+the device gathers the pixels those indices name. It works on numpy too, which is how the tests
+check it against the CPU path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from simulate import Pair, SimConfig, backend, chunk_size, simulate_pairs
+
+from .data import augment, check_patch, foreground_positions, normalise_pair
+
+
+class DeviceBatches:
+    """Batch ``b`` = patches from pairs simulated on the config's device, as torch tensors on it.
+
+    Same arguments and same batches as :class:`restore.data.SimulatedBatches`; ``chunk`` pairs
+    are simulated at once (default :func:`simulate.chunk_size`).
+    """
+
+    def __init__(self, cfg: SimConfig, *, seed: int, batch_size: int, patch: tuple[int, ...],
+                 patches_per_image: int = 8, jitter: float = 0.0, threshold: float = 0.4,
+                 augment: bool = True, chunk: int | None = None):
+        self.cfg, self.seed, self.batch_size, self.patch = cfg, seed, batch_size, tuple(patch)
+        self.per_image = max(1, patches_per_image)
+        self.jitter, self.threshold, self.augment = jitter, threshold, augment
+        self.chunk = chunk or chunk_size(cfg)
+        self.xp = backend.xp_for(cfg.device)
+        self._chunks: dict[int, list[list[tuple]]] = {}
+        self._positions: dict[tuple[int, int], np.ndarray] = {}
+        self._grids: dict[tuple[int, ...], np.ndarray] = {}
+
+    def _simulate_chunk(self, k: int) -> list[list[tuple]]:
+        indices = range(k * self.chunk, (k + 1) * self.chunk)
+        batch = simulate_pairs(self.cfg, self.seed, indices)
+        out = []
+        for j, index in enumerate(indices):
+            rng = np.random.default_rng([self.seed, index, 0x717])  # percentile jitter, as on the CPU
+            pair = Pair(batch.input[j], batch.target[j], batch.clean[j])
+            out.append([(x, y) for x, y, _ in normalise_pair(self.cfg, pair, self.jitter, rng)])
+        return out
+
+    def _images(self, index: int) -> list[tuple]:
+        """The normalised model-space images of pair ``index`` (the two latest chunks kept)."""
+        k = index // self.chunk
+        if k not in self._chunks:
+            self._chunks[k] = self._simulate_chunk(k)
+            while len(self._chunks) > 2:
+                old = next(iter(self._chunks))
+                self._chunks.pop(old)
+                self._positions = {key: v for key, v in self._positions.items()
+                                   if key[0] // self.chunk != old}
+        return self._chunks[k][index - k * self.chunk]
+
+    def _flat_index(self, shape: tuple[int, ...]) -> np.ndarray:
+        if shape not in self._grids:
+            self._grids[shape] = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
+        return self._grids[shape]
+
+    def __call__(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch number ``b``: (inputs, targets), each (batch, 1, *patch) float32 tensors on the
+        config's device."""
+        rng = np.random.default_rng([self.seed, b, 0x5EED])
+        first = b * self.batch_size // self.per_image
+        last = ((b + 1) * self.batch_size - 1) // self.per_image
+        keys = [(index, i) for index in range(first, last + 1)
+                for i in range(len(self._images(index)))]
+        images = [self._images(index)[i] for index, i in keys]
+        shape = tuple(images[0][0].shape)
+        check_patch(shape, self.patch)
+        grid, size = self._flat_index(shape), int(np.prod(shape))
+        rotate = self.augment and self.cfg.task != "isotropic"
+        picks = []
+        for _ in range(self.batch_size):  # the draws of restore.data.crop_patches, in its order
+            i = int(rng.integers(len(images)))
+            if keys[i] not in self._positions:
+                self._positions[keys[i]] = foreground_positions(images[i][1], self.patch,
+                                                                self.threshold)
+            pos = self._positions[keys[i]]
+            c = pos[rng.integers(len(pos))]
+            idx = grid[tuple(slice(a, a + p) for a, p in zip(c, self.patch, strict=True))]
+            if self.augment:
+                idx, _ = augment(idx, idx, rng, rotate=rotate)
+            picks.append(idx + i * size)
+        where = self.xp.asarray(np.stack(picks)[:, None])
+        xs = self.xp.stack([x for x, _ in images]).reshape(-1)[where]
+        ys = self.xp.stack([y for _, y in images]).reshape(-1)[where]
+        return torch.from_dlpack(xs), torch.from_dlpack(ys)

@@ -1,0 +1,49 @@
+"""The camera on a GPU: the per-pixel exposure of :mod:`simulate.camera` as a numba CUDA kernel.
+
+One thread per pixel runs the very same function as the CPU kernel
+(:func:`simulate.camera.pixel_adu`, a numba ``@jit`` function, which numba compiles as a CUDA
+device function), with the same counter-based Philox streams, so a frame captured on the GPU
+equals the CPU's bit for bit for the same photons and key. Testable on the CPU under numba's CUDA
+simulator (``NUMBA_ENABLE_CUDASIM=1``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from .camera import pixel_adu
+
+_THREADS = 256
+
+
+@cuda.jit
+def _capture_kernel(photons, hot, read_noise, gain, offset, qe, dark, em_gain, counting, top, keys,
+                    out):  # pragma: no cover - CUDA
+    i = cuda.grid(1)
+    nb, nf, ny, nx = photons.shape
+    if i >= nb * nf * ny * nx:
+        return
+    x = i % nx
+    r = i // nx
+    local = r % (nf * ny)  # row within its pair: f·ny + y, as on the CPU
+    b = r // (nf * ny)
+    y = local % ny
+    f = local // ny
+    out[b, f, y, x] = pixel_adu(photons[b, f, y, x], local * nx + x, qe, dark, hot[y, x], em_gain,
+                                read_noise[y, x], gain[y, x], offset[y, x], counting, top,
+                                keys[b, 0], keys[b, 1])
+
+
+def capture_cuda(frames, hot: np.ndarray, read_noise: np.ndarray, gain: np.ndarray,
+                 offset: np.ndarray, qe: float, dark: float, em_gain: float, counting: bool,
+                 top: float, keys: np.ndarray, out) -> None:
+    """Fill ``out`` (device array (nb, nf, ny, nx) float32) with the exposure of ``frames``
+    (same shape, photons); maps are (ny, nx) float64 host arrays, ``keys`` (nb, 2) uint64.
+    Arguments as :func:`simulate.camera._capture`. Device arrays are cupy or numba arrays."""
+    maps = [cuda.to_device(np.ascontiguousarray(m)) for m in (hot, read_noise, gain, offset)]
+    n = int(np.prod(frames.shape))
+    _capture_kernel[math.ceil(n / _THREADS), _THREADS](frames, *maps, qe, dark, em_gain, counting,
+                                                        top, cuda.to_device(keys), out)
