@@ -168,13 +168,15 @@ def render_ellipsoids(volume: np.ndarray, ell: Ellipsoids, spacing: Sequence[flo
         splat_points(volume, ell.centres[tiny], ell.brightness[tiny], spacing)
 
 
-def render(sample: Sample, shape: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
-    """The truth volume (float32, ``shape`` = (nz, ny, nx) voxels of ``spacing`` µm) of a sample.
+def render(sample: Sample, shape: Sequence[int], spacing: Sequence[float],
+           out: np.ndarray | None = None) -> np.ndarray:
+    """The truth volume (float32, ``shape`` = (nz, ny, nx) voxels of ``spacing`` µm) of a sample,
+    or added into ``out`` (a float32 C-contiguous array of ``shape``, e.g. one entry of a batch).
 
     Filaments are sampled every half voxel and deposited trilinearly, so their profile is a
     one-voxel anti-aliasing kernel (a microtubule, 25 nm wide, is far below the truth voxel).
     """
-    volume = np.zeros(tuple(shape), np.float32)
+    volume = np.zeros(tuple(shape), np.float32) if out is None else out
     step = 0.5 * float(min(spacing))
     pos, w = filament_points(sample.filaments, step)
     pos = np.concatenate([pos, sample.beads.positions])
@@ -188,14 +190,13 @@ def render_batch(samples: Sequence[Sample], shape: Sequence[int], spacing: Seque
     """The truth volumes of several samples, (len(samples), *shape) float32, on the device of the
     array module ``xp`` (numpy: the CPU kernels; cupy: the CUDA kernels of
     :mod:`simulate.render_cuda`, writing straight into the batch)."""
+    out = xp.zeros((len(samples), *shape), xp.float32)
     if xp is np:
-        out = np.empty((len(samples), *shape), np.float32)
         for b, s in enumerate(samples):
-            out[b] = render(s, shape, spacing)
+            render(s, shape, spacing, out=out[b])
         return out
     from .render_cuda import render_cuda
 
-    out = xp.zeros((len(samples), *shape), xp.float32)
     for b, s in enumerate(samples):
         render_cuda(s, shape, spacing, out=out[b])
     return out
