@@ -1,7 +1,7 @@
 """GPU against CPU, in one script (under 5 minutes on one H100): correctness, pair speed, and the
 data overhead of training fed by pairs simulated on the GPU.
 
-    python benchmarks/gpu_check.py [--json out.json] [--steps 150]
+    python benchmarks/gpu_check.py [--json out.json] [--steps 400]
 
 1. checks: rendering (CUDA kernels vs the CPU's, float tolerance), camera (the same Philox
    streams: frames bit-identical), whole pairs of every workflow preset (noise-free images to
@@ -32,7 +32,7 @@ from common import emit
 from restore import losses
 from restore.config import load_run
 from restore.data import SimulatedBatches, model_ndim
-from restore.device_batches import DeviceBatches
+from restore.device_batches import DeviceBatches, default_workers
 from restore.train import build_model, memory_format_for
 from simulate import (
     SimConfig,
@@ -150,13 +150,15 @@ def time_pairs(name: str, repeat: int = 3) -> dict:
             "gpu_chunked_s": batched, "speedup_chunked": cpu_s / batched}
 
 
-def time_training(preset: str, steps: int) -> dict:
+def time_training(preset: str, steps: int, workers: int | None = None) -> dict:
+    """Steps fed by GPU pairs (geometry drawn ahead by ``workers`` processes, default as
+    ``synthcare train``) against the same steps on pre-generated device tensors."""
     run = load_run(preset, None, ["device=cuda", "train.device=cuda"])
     t = run.train
+    workers = default_workers() if workers is None else workers
     device = torch.device("cuda")
-    source = DeviceBatches(run.sim, seed=run.seed, batch_size=t.batch_size, patch=run.patch,
-                           patches_per_image=t.patches_per_image, jitter=t.jitter,
-                           threshold=t.foreground, augment=t.augment)
+    kw = dict(batch_size=t.batch_size, patch=run.patch, patches_per_image=t.patches_per_image,
+              jitter=t.jitter, threshold=t.foreground, augment=t.augment)
     ndim = model_ndim(run)
     fmt = memory_format_for(ndim, cuda=True)
     loss_fn = losses.get(t.loss)
@@ -180,13 +182,15 @@ def time_training(preset: str, steps: int) -> dict:
         _sync()
         return time.perf_counter() - t0
 
+    source = DeviceBatches(run.sim, seed=run.seed, **kw)
     fixed = [source(b) for b in range(16)]  # pre-generated device tensors
     t_fixed = steps_from(itertools.cycle(fixed), steps)
-    fresh = DeviceBatches(run.sim, seed=run.seed + 1, batch_size=t.batch_size, patch=run.patch,
-                          patches_per_image=t.patches_per_image, jitter=t.jitter,
-                          threshold=t.foreground, augment=t.augment)
-    t_fed = steps_from((fresh(b) for b in itertools.count()), steps)
-    return {"case": f"train {preset}", "batch": t.batch_size, "patch": list(run.patch),
+    fresh = DeviceBatches(run.sim, seed=run.seed + 1, workers=workers, **kw)
+    try:
+        t_fed = steps_from((fresh(b) for b in itertools.count()), steps)
+    finally:
+        fresh.close()
+    return {"case": f"train {preset} w{workers}", "batch": t.batch_size, "patch": list(run.patch),
             "steps": steps, "chunk": fresh.chunk, "pregenerated_s": t_fixed, "gpu_pairs_s": t_fed,
             "patches_per_s": steps * t.batch_size / t_fed,
             "overhead_pct": 100 * (t_fed - t_fixed) / t_fixed}
@@ -204,7 +208,7 @@ def _safe(fn, *a) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", help="also write the results here")
-    ap.add_argument("--steps", type=int, default=150, help="timed training steps per case")
+    ap.add_argument("--steps", type=int, default=400, help="timed training steps per case")
     args = ap.parse_args()
     backend.cupy()  # one clear error without cupy or a GPU
     print(f"GPU: {torch.cuda.get_device_name()}, cupy {backend.cupy().__version__}, torch "
@@ -213,7 +217,8 @@ def main() -> None:
     for fn, a in [(check_render, ()), (check_camera, ()), (check_pairs, ()), (check_batches, ()),
                   (time_pairs, ("2d",)), (time_pairs, ("3d",)),
                   (time_training, ("denoise2d", args.steps)),
-                  (time_training, ("denoise3d", args.steps))]:
+                  (time_training, ("denoise3d", args.steps)),
+                  (time_training, ("denoise2d", args.steps, 0))]:  # no geometry workers
         t = time.perf_counter()
         rows = _safe(fn, *a)
         print(f"{fn.__name__}{a}: {time.perf_counter() - t:.1f} s", flush=True)

@@ -58,7 +58,9 @@ class TrainConfig(Settings):
     augment: bool = Field(True, description="random flips and 90° rotations")
     workers: int | None = Field(None, ge=0, le=64, description="DataLoader worker processes "
                                 "simulating pairs (default 0: in the training process, which on a "
-                                "CPU whose cores training already fills waits least)")
+                                "CPU whose cores training already fills waits least); with "
+                                "device: cuda, processes drawing the geometry of the next pairs "
+                                "(default: the cores but two, at most 8)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool | None = Field(None, description="bfloat16 autocast (default: on for CUDA)")
     seed: int = Field(0, ge=0, description="seed of the network's initial weights")

@@ -16,10 +16,14 @@ check it against the CPU path.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+
 import numpy as np
 import torch
 
-from simulate import Pair, SimConfig, backend, chunk_size, simulate_pairs
+from simulate import Pair, SimConfig, backend, chunk_size, draw_geometry, set_threads, simulate_pairs
 
 from .data import augment, check_patch, foreground_positions, normalise_pair
 
@@ -28,12 +32,15 @@ class DeviceBatches:
     """Batch ``b`` = patches from pairs simulated on the config's device, as torch tensors on it.
 
     Same arguments and same batches as :class:`restore.data.SimulatedBatches`; ``chunk`` pairs
-    are simulated at once (default :func:`simulate.chunk_size`).
+    are simulated at once (default :func:`simulate.chunk_size`). ``workers`` processes draw the
+    geometry of the next chunk (random sample, rendering inputs: the host's share of a pair)
+    while the device works on the current one; 0 draws it in this process, in turn.
+    Call :meth:`close` when done (it stops the workers).
     """
 
     def __init__(self, cfg: SimConfig, *, seed: int, batch_size: int, patch: tuple[int, ...],
                  patches_per_image: int = 8, jitter: float = 0.0, threshold: float = 0.4,
-                 augment: bool = True, chunk: int | None = None):
+                 augment: bool = True, chunk: int | None = None, workers: int = 0):
         self.cfg, self.seed, self.batch_size, self.patch = cfg, seed, batch_size, tuple(patch)
         self.per_image = max(1, patches_per_image)
         self.jitter, self.threshold, self.augment = jitter, threshold, augment
@@ -42,10 +49,36 @@ class DeviceBatches:
         self._chunks: dict[int, list[list[tuple]]] = {}
         self._positions: dict[tuple[int, int], np.ndarray] = {}
         self._grids: dict[tuple[int, ...], np.ndarray] = {}
+        self._pool = (ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
+                                          initializer=set_threads, initargs=(1,))
+                      if workers > 0 else None)
+        self._geometry: dict[int, list[Future]] = {}
+
+    def close(self) -> None:
+        """Stop the geometry workers (pending work is dropped)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _indices(self, k: int) -> range:
+        return range(k * self.chunk, (k + 1) * self.chunk)
+
+    def _submit(self, k: int) -> None:
+        if k not in self._geometry:
+            self._geometry[k] = [self._pool.submit(draw_geometry, self.cfg, self.seed, i)
+                                 for i in self._indices(k)]
 
     def _simulate_chunk(self, k: int) -> list[list[tuple]]:
-        indices = range(k * self.chunk, (k + 1) * self.chunk)
-        batch = simulate_pairs(self.cfg, self.seed, indices)
+        indices = self._indices(k)
+        geometry = None
+        if self._pool is not None:  # drawn ahead by the workers; the next chunk starts now
+            self._submit(k)
+            self._submit(k + 1)
+            geometry = [f.result() for f in self._geometry.pop(k)]
+            for old in [j for j in self._geometry if j < k]:
+                for f in self._geometry.pop(old):
+                    f.cancel()
+        batch = simulate_pairs(self.cfg, self.seed, indices, geometry=geometry)
         out = []
         for j, index in enumerate(indices):
             rng = np.random.default_rng([self.seed, index, 0x717])  # percentile jitter, as on the CPU
@@ -99,3 +132,8 @@ class DeviceBatches:
         xs = self.xp.stack([x for x, _ in images]).reshape(-1)[where]
         ys = self.xp.stack([y for _, y in images]).reshape(-1)[where]
         return torch.from_dlpack(xs), torch.from_dlpack(ys)
+
+
+def default_workers() -> int:
+    """Geometry workers for GPU training: the cores beside the training process, at most 8."""
+    return max(1, min(8, (os.cpu_count() or 2) - 2))

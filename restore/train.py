@@ -38,7 +38,7 @@ from .data import (
     pair_files,
     validation_set,
 )
-from .device_batches import DeviceBatches
+from .device_batches import DeviceBatches, default_workers
 from .unet import UNet, UNetConfig
 
 CHECKPOINTS = ("best.pt", "last.pt")
@@ -170,10 +170,14 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
         # a GPU simulator hands torch tensors on the device (DeviceBatches); the CPU one numpy
         # arrays that a DataLoader turns into tensors
         gpu_pairs = device_pairs(sims)
-        source = DeviceBatches if gpu_pairs else SimulatedBatches
-        makers = [source(s, seed=run.seed, batch_size=t.batch_size, patch=patch,
-                         patches_per_image=t.patches_per_image, jitter=t.jitter,
-                         threshold=t.foreground, augment=t.augment) for s in sims]
+        kw = dict(seed=run.seed, batch_size=t.batch_size, patch=patch,
+                  patches_per_image=t.patches_per_image, jitter=t.jitter, threshold=t.foreground,
+                  augment=t.augment)
+        if gpu_pairs:  # geometry drawn ahead by worker processes, the rest on the device
+            gw = t.workers if t.workers is not None else default_workers()
+            makers = [DeviceBatches(s, workers=gw, **kw) for s in sims]
+        else:
+            makers = [SimulatedBatches(s, **kw) for s in sims]
         make_batch = makers[0] if len(makers) == 1 else MixedBatches(makers)
         vals = [validation_set(s, seed=run.seed, patch=patch,
                                n_patches=max(1, t.val_patches // len(sims))) for s in sims]
@@ -303,6 +307,9 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
                 window, window_steps = 0.0, 0
                 t_mark = time.perf_counter()  # validation and checkpoints are not training time
     bar.close()
+    if gpu_pairs:
+        for m in makers:
+            m.close()
     if writer is not None:
         writer.close()
     if step == 0 or not (out / "last.pt").exists():

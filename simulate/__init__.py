@@ -32,9 +32,11 @@ from .config import (
 from .errors import ConfigError, SynthcareError
 from .io import atomic_write, ensure_writable, read_tiff, versions, write_tiff
 from .pairs import (
+    Geometry,
     Pair,
     Volume,
     chunk_size,
+    draw_geometry,
     make_pair,
     make_pairs,
     simulate_pair,
@@ -53,6 +55,7 @@ def set_threads(n: int) -> None:
 __all__ = [
     "Camera",
     "ConfigError",
+    "Geometry",
     "Pair",
     "Settings",
     "SimConfig",
@@ -64,6 +67,7 @@ __all__ = [
     "camera",
     "chunk_size",
     "convolve",
+    "draw_geometry",
     "ensure_writable",
     "field_names",
     "interpolate_axis",

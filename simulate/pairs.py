@@ -139,33 +139,61 @@ class _Imaging:
         return [r[stream] for r in self.rng]
 
 
+@dataclass(frozen=True)
+class Geometry:
+    """The random sample of one pair, ready to render (:func:`draw_geometry`): a
+    :class:`~simulate.phantoms.Sample` for the CPU, its prepared rendering inputs
+    (:class:`~simulate.render_cuda.Prepared`, host arrays) for a GPU; and its smooth background."""
+
+    sample: object
+    field: phantoms.SmoothField | None
+
+
+def draw_geometry(cfg: SimConfig, seed: int, index: int) -> Geometry:
+    """The geometry of pair (seed, index): a pure function with its own random streams, so it
+    can be drawn ahead of time in another process (the GPU trainer does, to keep the device fed)."""
+    grid = Grid.from_config(cfg)
+    rng = streams(seed, index)
+    sample = phantoms.sample(cfg.sample, grid.extent, rng["geometry"], slab=cfg.ndim == 2)
+    field = (phantoms.SmoothField.draw(rng["background"], cfg.sample.background_scale)
+             if cfg.sample.background_smooth > 0 else None)
+    if cfg.device == "cuda":
+        from .render_cuda import prepare
+
+        sample = prepare(sample, grid.truth_shape, grid.truth_spacing)
+    return Geometry(sample, field)
+
+
 def _image(cfg: SimConfig, seed: int, indices: Sequence[int], extra_keys: tuple = (),
-           clock: _Clock | None = None) -> _Imaging:
+           clock: _Clock | None = None, geometry: Sequence[Geometry] | None = None) -> _Imaging:
     xp = backend.xp_for(cfg.device)
     clock = clock or _Clock(None, xp)
     grid = Grid.from_config(cfg)
     rng = [streams(seed, i) for i in indices]
-    samples = [phantoms.sample(cfg.sample, grid.extent, r["geometry"], slab=cfg.ndim == 2)
-               for r in rng]
-    fields = [phantoms.SmoothField.draw(r["background"], cfg.sample.background_scale)
-              if cfg.sample.background_smooth > 0 else None for r in rng]
+    if geometry is None:
+        geometry = [draw_geometry(cfg, seed, i) for i in indices]
+    elif len(geometry) != len(indices):
+        raise ValueError(f"{len(geometry)} geometries for {len(indices)} pairs")
     clock.lap("geometry")
-    truth = render.render_batch(samples, grid.truth_shape, grid.truth_spacing, xp)
+    truth = render.render_batch([g.sample for g in geometry], grid.truth_shape,
+                                grid.truth_spacing, xp)
     clock.lap("render")
     plan = convolve.plan((convolve.optics_key(cfg.optics, cfg.ndim), *extra_keys), grid)
     plan = convolve.on_device(plan, xp)
     spectrum = convolve.truth_spectrum(truth, plan, grid)
     clock.lap("fft")
-    return _Imaging(cfg, grid, rng, fields, spectrum, plan, truth, xp)
+    return _Imaging(cfg, grid, rng, [g.field for g in geometry], spectrum, plan, truth, xp)
 
 
 def simulate_pairs(config: SimConfig, seed: int, indices: Sequence[int], *,
-                   keep_truth: bool = False, timings: dict[str, float] | None = None) -> Pair:
+                   keep_truth: bool = False, timings: dict[str, float] | None = None,
+                   geometry: Sequence[Geometry] | None = None) -> Pair:
     """Pairs ``indices`` of the dataset ``seed``, simulated together: a :class:`Pair` whose
     arrays have a leading batch axis (one entry per index), on the config's device (numpy, or
     cupy for ``device: cuda``). Entry ``b`` equals :func:`simulate_pair` (config, seed,
     indices[b]) to float rounding: every pair keeps its own random streams. On a GPU a batch
-    costs one set of kernel launches and FFTs for all its pairs.
+    costs one set of FFTs and camera launches for all its pairs. ``geometry``: the pairs'
+    :func:`draw_geometry`, if already drawn (e.g. in worker processes).
     """
     cfg = config
     xp = backend.xp_for(cfg.device)
@@ -177,7 +205,7 @@ def simulate_pairs(config: SimConfig, seed: int, indices: Sequence[int], *,
         extra = (convolve.narrow_key(cfg.target.fwhm_xy or 2 * cfg.sampling.pixel,
                                      cfg.target.fwhm_z or 2 * cfg.sampling.pixel
                                      * cfg.sampling.z_factor),)
-    im = _image(cfg, seed, indices, extra, clock)
+    im = _image(cfg, seed, indices, extra, clock, geometry)
     grid = im.grid
     in_planes = grid.input_planes
     n_in = len(in_planes)

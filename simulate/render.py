@@ -151,6 +151,16 @@ def _ellipsoid_fill(volume, lo, hi, spacing, centres, inv_rot, axes, inner, aa,
                         volume[p, j, k] += scale[g] * c
 
 
+def ellipsoid_sums(ell: Ellipsoids, spacing: np.ndarray) -> np.ndarray:
+    """Summed coverage of each granule over the voxels of its box, (n,): dividing its brightness
+    by this makes the rendered granule integrate to its brightness exactly."""
+    lo, hi, inv_rot, aa = ellipsoid_boxes(ell, spacing)
+    sums = np.zeros(len(ell.centres))
+    _ellipsoid_sums(lo, hi, np.asarray(spacing, np.float64), ell.centres, inv_rot, ell.axes,
+                    ell.inner, aa, sums)
+    return sums
+
+
 def render_ellipsoids(volume: np.ndarray, ell: Ellipsoids, spacing: Sequence[float]) -> None:
     """Add anti-aliased ellipsoids to ``volume`` (in place), each integrating to its brightness
     (the part outside the grid is lost, not squeezed in). Granules too small to cover any voxel
@@ -159,13 +169,20 @@ def render_ellipsoids(volume: np.ndarray, ell: Ellipsoids, spacing: Sequence[flo
         return
     spacing = np.asarray(spacing, np.float64)
     lo, hi, inv_rot, aa = ellipsoid_boxes(ell, spacing)
-    sums = np.zeros(len(ell.centres))
-    _ellipsoid_sums(lo, hi, spacing, ell.centres, inv_rot, ell.axes, ell.inner, aa, sums)
+    sums = ellipsoid_sums(ell, spacing)
     scale = np.where(sums > 0, ell.brightness / np.where(sums > 0, sums, 1.0), 0.0)
     _ellipsoid_fill(volume, lo, hi, spacing, ell.centres, inv_rot, ell.axes, ell.inner, aa, scale)
     tiny = sums <= 0
     if tiny.any():
         splat_points(volume, ell.centres[tiny], ell.brightness[tiny], spacing)
+
+
+def render_points(sample: Sample, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The point sources of a sample: filaments sampled every half voxel, then the beads;
+    positions (n, 3) µm and weights (n,)."""
+    pos, w = filament_points(sample.filaments, 0.5 * float(min(spacing)))
+    return (np.concatenate([pos, sample.beads.positions]),
+            np.concatenate([w, sample.beads.brightness]))
 
 
 def render(sample: Sample, shape: Sequence[int], spacing: Sequence[float],
@@ -177,11 +194,7 @@ def render(sample: Sample, shape: Sequence[int], spacing: Sequence[float],
     one-voxel anti-aliasing kernel (a microtubule, 25 nm wide, is far below the truth voxel).
     """
     volume = np.zeros(tuple(shape), np.float32) if out is None else out
-    step = 0.5 * float(min(spacing))
-    pos, w = filament_points(sample.filaments, step)
-    pos = np.concatenate([pos, sample.beads.positions])
-    w = np.concatenate([w, sample.beads.brightness])
-    splat_points(volume, pos, w, spacing)
+    splat_points(volume, *render_points(sample, spacing), spacing)
     render_ellipsoids(volume, sample.granules, spacing)
     return volume
 
@@ -189,14 +202,15 @@ def render(sample: Sample, shape: Sequence[int], spacing: Sequence[float],
 def render_batch(samples: Sequence[Sample], shape: Sequence[int], spacing: Sequence[float], xp=np):
     """The truth volumes of several samples, (len(samples), *shape) float32, on the device of the
     array module ``xp`` (numpy: the CPU kernels; cupy: the CUDA kernels of
-    :mod:`simulate.render_cuda`, writing straight into the batch)."""
+    :mod:`simulate.render_cuda`, writing straight into the batch, where a sample may also be
+    given already prepared, :func:`simulate.render_cuda.prepare`)."""
     out = xp.zeros((len(samples), *shape), xp.float32)
     if xp is np:
         for b, s in enumerate(samples):
             render(s, shape, spacing, out=out[b])
         return out
-    from .render_cuda import render_cuda
+    from .render_cuda import Prepared, prepare, render_prepared_cuda
 
     for b, s in enumerate(samples):
-        render_cuda(s, shape, spacing, out=out[b])
+        render_prepared_cuda(s if isinstance(s, Prepared) else prepare(s, shape, spacing), out[b])
     return out

@@ -1,28 +1,32 @@
 """Rasterisation on a GPU: numba CUDA versions of the kernels in :mod:`simulate.render`.
 
 Same geometry, weights and anti-aliasing as the CPU kernels (the ellipsoid coverage is the very
-same Python function, compiled for both targets). Determinism without float atomics: one
-thread owns one output row ``volume[p, y, :]`` and visits the objects that touch that row in a
-fixed order, so a render is identical from run to run. The summation order differs from the
-CPU's (which owns whole planes), so CPU and GPU agree to float32 rounding, not bit for bit.
+same Python function, compiled for both targets, and each granule's normalisation comes from the
+CPU kernel). The host-side work (points along filaments, bucketing, normalisation) is split off
+as :func:`prepare`, so it can run ahead in other processes while the GPU renders. Determinism
+without float atomics: one thread owns one output row ``volume[p, y, :]`` and visits the
+objects that touch that row in a fixed order, so a render is identical from run to run. The
+summation order differs from the CPU's (which owns whole planes), so CPU and GPU agree to
+float32 rounding, not bit for bit.
 
 Runs on the CPU under numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, set before numba is
 imported), which is how the tests check these kernels against the CPU ones on a machine
-without a GPU. Arrays returned are numba device arrays, or the caller's cupy array (``out``), written
-in place through the CUDA array interface without a copy.
+without a GPU. Arrays returned are numba device arrays, or the caller's cupy array (``out``),
+written in place through the CUDA array interface without a copy.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numba import cuda
 
 from .errors import SynthcareError
-from .phantoms import Ellipsoids, Sample
-from .render import coverage, ellipsoid_boxes, filament_points, point_voxels
+from .phantoms import Sample
+from .render import coverage, ellipsoid_boxes, ellipsoid_sums, point_voxels, render_points
 
 _coverage_dev = cuda.jit(device=True)(coverage)
 _ROWS = (8, 16)  # threads per block over (plane, row)
@@ -55,20 +59,6 @@ def _splat_rows(volume, zv, yv, xv, w, order, starts):  # pragma: no cover - CUD
 
 
 @cuda.jit
-def _ellipsoid_sums(lo, hi, spacing, centres, inv_rot, axes, inner, aa, sums):  # pragma: no cover
-    g = cuda.grid(1)
-    if g >= centres.shape[0]:
-        return
-    s = 0.0
-    for i in range(lo[g, 0], hi[g, 0]):
-        for j in range(lo[g, 1], hi[g, 1]):
-            for k in range(lo[g, 2], hi[g, 2]):
-                s += _coverage_dev((i + 0.5) * spacing[0], (j + 0.5) * spacing[1],
-                                   (k + 0.5) * spacing[2], g, centres, inv_rot, axes, inner, aa)
-    sums[g] = s
-
-
-@cuda.jit
 def _ellipsoid_rows(volume, lo, hi, spacing, centres, inv_rot, axes, inner, aa,
                     scale):  # pragma: no cover - CUDA
     p, j = cuda.grid(2)
@@ -90,12 +80,27 @@ def _grid2(shape: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
     return (math.ceil(shape[0] / _ROWS[0]), math.ceil(shape[1] / _ROWS[1])), _ROWS
 
 
-def splat_points_cuda(volume, positions: np.ndarray, weights: np.ndarray,
-                      spacing: Sequence[float]) -> None:
-    """:func:`simulate.render.splat_points` into a device ``volume`` (in place)."""
-    if len(positions) == 0:
-        return
-    nz, ny, _ = volume.shape
+@dataclass(frozen=True)
+class Prepared:
+    """What the CUDA kernels need to render one sample, all host (numpy) arrays, so it can be
+    made ahead of time in another process (:func:`prepare`).
+
+    points : (z, y, x) voxel coordinates, weights, sort order and bucket starts of the point
+        sources (filaments, beads, granules too small to cover a voxel centre) for
+        ``_splat_rows``, bucketed by key (iz + 1)·(ny + 1) + (iy + 1).
+    granules : (lo, hi, spacing, centres, inv_rot, axes, inner, aa, scale) for
+        ``_ellipsoid_rows``; ``scale`` (brightness over the granule's summed coverage) is computed
+        by the CPU kernel, so each granule integrates to the same brightness as on the CPU.
+    """
+
+    shape: tuple[int, int, int]
+    points: tuple[np.ndarray, ...]
+    granules: tuple | None
+
+
+def _buckets(positions: np.ndarray, weights: np.ndarray, shape: Sequence[int],
+             spacing: Sequence[float]) -> tuple[np.ndarray, ...]:
+    nz, ny, _ = shape
     v, iz = point_voxels(positions, spacing)
     iy = np.floor(v[:, 1]).astype(np.int64)
     keep = (iz >= -1) & (iz < nz) & (iy >= -1) & (iy < ny)
@@ -103,44 +108,48 @@ def splat_points_cuda(volume, positions: np.ndarray, weights: np.ndarray,
     key = (iz + 1) * (ny + 1) + (iy + 1)
     order = np.argsort(key, kind="stable")
     starts = np.searchsorted(key[order], np.arange((nz + 1) * (ny + 1) + 1)).astype(np.int64)
-    args = [cuda.to_device(np.ascontiguousarray(a)) for a in
-            (v[:, 0], v[:, 1], v[:, 2], w, order, starts)]
-    _splat_rows[_grid2((nz, ny))](volume, *args)
+    return tuple(np.ascontiguousarray(a) for a in (v[:, 0], v[:, 1], v[:, 2], w, order, starts))
 
 
-def render_ellipsoids_cuda(volume, ell: Ellipsoids, spacing: Sequence[float]) -> None:
-    """:func:`simulate.render.render_ellipsoids` into a device ``volume`` (in place)."""
-    if len(ell.centres) == 0:
-        return
-    spacing = np.asarray(spacing, np.float64)
-    lo, hi, inv_rot, aa = ellipsoid_boxes(ell, spacing)
-    dev = [cuda.to_device(np.ascontiguousarray(a)) for a in
-           (lo, hi, spacing, ell.centres, inv_rot, ell.axes, ell.inner)]
-    sums = cuda.device_array(len(ell.centres), np.float64)
-    n = len(ell.centres)
-    _ellipsoid_sums[math.ceil(n / 64), 64](*dev, aa, sums)
-    sums = sums.copy_to_host()
-    scale = np.where(sums > 0, ell.brightness / np.where(sums > 0, sums, 1.0), 0.0)
-    _ellipsoid_rows[_grid2(volume.shape[:2])](volume, *dev, aa, cuda.to_device(scale))
-    tiny = sums <= 0
-    if tiny.any():
-        splat_points_cuda(volume, ell.centres[tiny], ell.brightness[tiny], spacing)
+def prepare(sample: Sample, shape: Sequence[int], spacing: Sequence[float]) -> Prepared:
+    """The host-side part of rendering ``sample`` on a GPU (see :class:`Prepared`)."""
+    pos, w = render_points(sample, spacing)
+    ell, granules = sample.granules, None
+    if len(ell.centres):
+        spacing_a = np.asarray(spacing, np.float64)
+        lo, hi, inv_rot, aa = ellipsoid_boxes(ell, spacing_a)
+        sums = ellipsoid_sums(ell, spacing_a)
+        scale = np.where(sums > 0, ell.brightness / np.where(sums > 0, sums, 1.0), 0.0)
+        granules = tuple(np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a for a in
+                         (lo, hi, spacing_a, ell.centres, inv_rot, ell.axes, ell.inner, aa, scale))
+        tiny = sums <= 0  # too small to cover a voxel centre: a point, as on the CPU
+        pos = np.concatenate([pos, ell.centres[tiny]])
+        w = np.concatenate([w, ell.brightness[tiny]])
+    return Prepared(tuple(int(n) for n in shape), _buckets(pos, w, shape, spacing), granules)
+
+
+def _require_gpu() -> None:
+    if not cuda.is_available():
+        raise SynthcareError("device 'cuda' asked for, but numba finds no CUDA GPU (and the CUDA "
+                             "simulator is off)")
+
+
+def render_prepared_cuda(prepared: Prepared, out=None):
+    """Render a :class:`Prepared` sample on the GPU: a float32 device array of its shape, or
+    added into ``out`` (a zeroed float32 device array of that shape: numba's or cupy's; numba
+    kernels take cupy arrays as they are, through the CUDA array interface) and returned."""
+    _require_gpu()
+    volume = cuda.to_device(np.zeros(prepared.shape, np.float32)) if out is None else out
+    grid = _grid2(prepared.shape[:2])
+    _splat_rows[grid](volume, *(cuda.to_device(a) for a in prepared.points))
+    if prepared.granules is not None:
+        *arrays, aa, scale = prepared.granules
+        _ellipsoid_rows[grid](volume, *(cuda.to_device(a) for a in arrays), aa, cuda.to_device(scale))
+    return volume
 
 
 def render_cuda(sample: Sample, shape: Sequence[int], spacing: Sequence[float], out=None):
     """:func:`simulate.render.render` on the GPU: a float32 device array of ``shape``, or added
-    into ``out`` (a zeroed float32 device array of ``shape``: numba's or cupy's) and returned."""
-    if not cuda.is_available():
-        raise SynthcareError("device 'cuda' asked for, but numba finds no CUDA GPU (and the CUDA "
-                             "simulator is off)")
-    if out is None:
-        volume = cuda.to_device(np.zeros(tuple(shape), np.float32))
-    else:
-        volume = out  # numba kernels take cupy arrays as they are (CUDA array interface)
-    step = 0.5 * float(min(spacing))
-    pos, w = filament_points(sample.filaments, step)
-    pos = np.concatenate([pos, sample.beads.positions])
-    w = np.concatenate([w, sample.beads.brightness])
-    splat_points_cuda(volume, pos, w, spacing)
-    render_ellipsoids_cuda(volume, sample.granules, spacing)
-    return volume if out is None else out
+    into ``out`` (see :func:`render_prepared_cuda`)."""
+    _require_gpu()
+    return render_prepared_cuda(prepare(sample, shape, spacing), out)

@@ -97,6 +97,19 @@ def test_device_batches_equal_the_cpu_batches(preset_extra):
         np.testing.assert_allclose(y.numpy(), want_y, rtol=1e-5, atol=1e-5)
 
 
+def test_geometry_drawn_by_worker_processes_gives_the_same_batches():
+    run = _run()
+    kw = dict(seed=5, batch_size=4, patch=(32, 32), patches_per_image=2)
+    alone = DeviceBatches(run.sim, chunk=3, **kw)
+    pooled = DeviceBatches(run.sim, chunk=3, workers=2, **kw)
+    try:
+        for b in (0, 1, 2, 3, 7):  # chunks 0, 1 (drawn ahead while chunk 0 was used), then 2
+            for got, want in zip(pooled(b), alone(b), strict=True):
+                assert torch.equal(got, want)
+    finally:
+        pooled.close()
+
+
 def test_training_fed_by_device_batches(tmp_path, monkeypatch):
     # the GPU branch of the loop (no DataLoader, tensors straight from the simulator), on numpy
     monkeypatch.setattr(train_mod, "device_pairs", lambda sims: True)

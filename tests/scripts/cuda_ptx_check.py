@@ -36,7 +36,6 @@ kernels = {
     "camera": (cam._capture_kernel, (f32_4, f64_2, f64_2, f64_2, f64_2, f64, f64, f64, T.boolean,
                                      f64, u64_2, f32_4)),
     "splat_rows": (ren._splat_rows, (f32_3, f64_1, f64_1, f64_1, f64_1, i64_1, i64_1)),
-    "ellipsoid_sums": (ren._ellipsoid_sums, (*boxes, f64_1)),
     "ellipsoid_rows": (ren._ellipsoid_rows, (f32_3, *boxes, f64_1)),
 }
 for name, (kernel, sig) in kernels.items():
