@@ -10,8 +10,10 @@ the same patches (to float rounding).
 
 Patches are gathered in one indexing operation per batch: the flips and rotations act on a host
 array of flat pixel indices (with the very :func:`~restore.data.augment` the CPU path uses), and
-the device gathers the pixels those indices name. It works on numpy too, which is how the tests
-check it against the CPU path.
+the device gathers the pixels those indices name. The indices of all the batches a chunk of
+pairs serves are made and uploaded together, so between chunks the host never waits for the
+device (a per-batch upload from pageable memory would synchronise every step). It works on numpy
+too, which is how the tests check it against the CPU path.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class DeviceBatches:
                                           initializer=set_threads, initargs=(1,))
                       if workers > 0 else None)
         self._geometry: dict[int, list[Future]] = {}
+        self._plans: dict[int, tuple] = {}
 
     def close(self) -> None:
         """Stop the geometry workers (pending work is dropped)."""
@@ -103,35 +106,66 @@ class DeviceBatches:
             self._grids[shape] = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
         return self._grids[shape]
 
-    def __call__(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batch number ``b``: (inputs, targets), each (batch, 1, *patch) float32 tensors on the
-        config's device."""
-        rng = np.random.default_rng([self.seed, b, 0x5EED])
-        first = b * self.batch_size // self.per_image
-        last = ((b + 1) * self.batch_size - 1) // self.per_image
+    def _pairs_of(self, b: int) -> tuple[int, int]:
+        """First and last pair that batch ``b`` crops from."""
+        return (b * self.batch_size // self.per_image,
+                ((b + 1) * self.batch_size - 1) // self.per_image)
+
+    def _batches_ending_in(self, k: int) -> range:
+        """The batches whose last pair lies in chunk ``k``."""
+        lo, hi = k * self.chunk, (k + 1) * self.chunk
+        b = max(0, lo * self.per_image // self.batch_size - 1)
+        while self._pairs_of(b)[1] < lo:
+            b += 1
+        end = b
+        while self._pairs_of(end + 1)[1] < hi:
+            end += 1
+        return range(b, end + 1)
+
+    def _plan(self, k: int) -> tuple[int, object, object, object]:
+        """Patch indices of every batch whose last pair lies in chunk ``k``, uploaded at once:
+        (first batch, bank of inputs, bank of targets, indices into the banks). One upload per
+        chunk, so the batches themselves never make the host wait for the device."""
+        batches = self._batches_ending_in(k)
+        first, last = self._pairs_of(batches[0])[0], self._pairs_of(batches[-1])[1]
         keys = [(index, i) for index in range(first, last + 1)
                 for i in range(len(self._images(index)))]
-        images = [self._images(index)[i] for index, i in keys]
-        shape = tuple(images[0][0].shape)
+        images = {key: self._images(key[0])[key[1]] for key in keys}
+        bank = {key: n for n, key in enumerate(keys)}
+        shape = tuple(images[keys[0]][0].shape)
         check_patch(shape, self.patch)
         grid, size = self._flat_index(shape), int(np.prod(shape))
         rotate = self.augment and self.cfg.task != "isotropic"
         picks = []
-        for _ in range(self.batch_size):  # the draws of restore.data.crop_patches, in its order
-            i = int(rng.integers(len(images)))
-            if keys[i] not in self._positions:
-                self._positions[keys[i]] = foreground_positions(images[i][1], self.patch,
+        for b in batches:
+            rng = np.random.default_rng([self.seed, b, 0x5EED])
+            lo, hi = self._pairs_of(b)
+            local = [key for key in keys if lo <= key[0] <= hi]
+            for _ in range(self.batch_size):  # the draws of restore.data.crop_patches, in order
+                key = local[int(rng.integers(len(local)))]
+                if key not in self._positions:
+                    self._positions[key] = foreground_positions(images[key][1], self.patch,
                                                                 self.threshold)
-            pos = self._positions[keys[i]]
-            c = pos[rng.integers(len(pos))]
-            idx = grid[tuple(slice(a, a + p) for a, p in zip(c, self.patch, strict=True))]
-            if self.augment:
-                idx, _ = augment(idx, idx, rng, rotate=rotate)
-            picks.append(idx + i * size)
-        where = self.xp.asarray(np.stack(picks)[:, None])
-        xs = self.xp.stack([x for x, _ in images]).reshape(-1)[where]
-        ys = self.xp.stack([y for _, y in images]).reshape(-1)[where]
-        return torch.from_dlpack(xs), torch.from_dlpack(ys)
+                pos = self._positions[key]
+                c = pos[rng.integers(len(pos))]
+                idx = grid[tuple(slice(a, a + p) for a, p in zip(c, self.patch, strict=True))]
+                if self.augment:
+                    idx, _ = augment(idx, idx, rng, rotate=rotate)
+                picks.append(idx + bank[key] * size)
+        where = np.stack(picks).reshape(len(batches), self.batch_size, 1, *self.patch)
+        return (batches[0], self.xp.stack([images[key][0] for key in keys]).reshape(-1),
+                self.xp.stack([images[key][1] for key in keys]).reshape(-1), self.xp.asarray(where))
+
+    def __call__(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch number ``b``: (inputs, targets), each (batch, 1, *patch) float32 tensors on the
+        config's device."""
+        k = self._pairs_of(b)[1] // self.chunk
+        if k not in self._plans:
+            self._plans[k] = self._plan(k)
+            while len(self._plans) > 2:
+                self._plans.pop(next(iter(self._plans)))
+        start, bank_x, bank_y, where = self._plans[k]
+        return torch.from_dlpack(bank_x[where[b - start]]), torch.from_dlpack(bank_y[where[b - start]])
 
 
 def default_workers() -> int:
