@@ -14,6 +14,7 @@ evaluation ``seed + TEST_OFFSET``. The three never share a pair.
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from simulate import (
+    Pair,
     SimConfig,
     SynthcareError,
     backend,
@@ -44,18 +46,29 @@ def model_ndim(cfg: SimConfig) -> int:
     return 2 if cfg.ndim == 2 or cfg.task == "isotropic" else 3
 
 
-def model_images(cfg: SimConfig, pair) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(input, target, clean) images in model space, each triple the same shape.
+def model_stacks(cfg: SimConfig, batch) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Model-space images of a batch of pairs (:func:`simulate.simulate_pairs`): stacks (N, ...)
+    of inputs, targets and clean images, and the images per pair (N = pairs × that).
 
     ``upsample`` inputs are interpolated along z to the target's planes first (CARE's
     upsampling scheme: the network restores what interpolation cannot); ``isotropic`` pairs
     are stacks of 2D training slices.
     """
+    x, y, c = batch.input, batch.target, batch.clean
     if cfg.task == "upsample":
-        return [(interpolate_axis(pair.input, cfg.sampling.z_factor, axis=0), pair.target, pair.clean)]
+        return interpolate_axis(x, cfg.sampling.z_factor, axis=1), y, c, 1
     if cfg.task == "isotropic":
-        return [(pair.input[i], pair.target[i], pair.clean[i]) for i in range(pair.input.shape[0])]
-    return [(pair.input, pair.target, pair.clean)]
+        n = x.shape[1]
+        return (*(a.reshape(-1, *a.shape[2:]) for a in (x, y, c)), n)
+    return x, y, c, 1
+
+
+def model_images(cfg: SimConfig, pair) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(input, target, clean) images of one pair in model space (:func:`model_stacks`), each
+    triple the same shape."""
+    one = Pair(pair.input[None], pair.target[None], pair.clean[None])
+    xs, ys, cs, _ = model_stacks(cfg, one)
+    return list(zip(xs, ys, cs, strict=True))
 
 
 def normalise_pair(cfg: SimConfig, pair, jitter: float = 0.0,
@@ -88,16 +101,26 @@ def foreground_positions(target: np.ndarray, patch: tuple[int, ...], threshold: 
     """Corner positions (n, ndim) of patches whose target reaches ``threshold`` × the image's
     99.9th percentile somewhere (CSBDeep's filter against training on empty background).
     All positions if none qualifies. ``target`` numpy or cupy; the positions are numpy."""
-    xp = backend.array_module(target)
-    peak = float(xp.percentile(target, 99.9))
-    local_max = backend.ndimage(xp).maximum_filter(target, size=patch, mode="constant", cval=-np.inf)
+    return foreground_positions_stack(target[None], patch, threshold)[0]
+
+
+def foreground_positions_stack(targets, patch: tuple[int, ...], threshold: float) -> list[np.ndarray]:
+    """:func:`foreground_positions` of every image of a stack (N, ...) at once (numpy or cupy:
+    one filter, one transfer)."""
+    xp = backend.array_module(targets)
+    n = targets.shape[0]
+    peak = backend.to_host(xp.percentile(targets.reshape(n, -1), 99.9, axis=1))
+    local_max = backend.ndimage(xp).maximum_filter(targets, size=(1, *patch), mode="constant",
+                                                   cval=-np.inf)
     # a patch with corner c covers c … c + patch − 1: its max is the filter output at its centre
-    centre = tuple(slice(p // 2, n - (p - 1 - p // 2)) for p, n in zip(patch, target.shape, strict=True))
-    ok = local_max[centre] >= threshold * peak if peak > 0 else xp.ones(local_max[centre].shape, bool)
-    pos = backend.to_host(xp.argwhere(ok))
-    if len(pos) == 0:
-        pos = np.argwhere(np.ones(local_max[centre].shape, bool))
-    return pos
+    centre = (slice(None), *(slice(p // 2, m - (p - 1 - p // 2))
+                             for p, m in zip(patch, targets.shape[1:], strict=True)))
+    limit = xp.asarray(np.where(peak > 0, threshold * peak, -np.inf).astype(np.float32))
+    ok = local_max[centre] >= limit.reshape(-1, *[1] * len(patch))
+    found = backend.to_host(xp.argwhere(ok))
+    starts = np.searchsorted(found[:, 0], np.arange(n + 1))
+    every = np.argwhere(np.ones(ok.shape[1:], bool))
+    return [found[a:b, 1:] if b > a else every for a, b in itertools.pairwise(starts)]
 
 
 def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, *,

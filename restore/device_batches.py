@@ -21,13 +21,27 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from simulate import Pair, SimConfig, backend, chunk_size, draw_geometry, set_threads, simulate_pairs
+from simulate import SimConfig, backend, chunk_size, draw_geometry, set_threads, simulate_pairs
 
-from .data import augment, check_patch, foreground_positions, normalise_pair
+from .data import augment, check_patch, foreground_positions_stack, model_stacks
+from .normalize import jittered_percentiles, percentile_affines
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """A chunk of pairs in model space: normalised stacks (N, ...) of inputs and targets on the
+    device, ``per_pair`` images per pair (pair-major), and each image's foreground patch corners
+    (host arrays)."""
+
+    xs: object
+    ys: object
+    per_pair: int
+    positions: list[np.ndarray]
 
 
 class DeviceBatches:
@@ -48,8 +62,7 @@ class DeviceBatches:
         self.jitter, self.threshold, self.augment = jitter, threshold, augment
         self.chunk = chunk or chunk_size(cfg)
         self.xp = backend.xp_for(cfg.device)
-        self._chunks: dict[int, list[list[tuple]]] = {}
-        self._positions: dict[tuple[int, int], np.ndarray] = {}
+        self._chunks: dict[int, _Chunk] = {}
         self._grids: dict[tuple[int, ...], np.ndarray] = {}
         self._pool = (ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
                                           initializer=set_threads, initargs=(1,))
@@ -71,7 +84,7 @@ class DeviceBatches:
             self._geometry[k] = [self._pool.submit(draw_geometry, self.cfg, self.seed, i)
                                  for i in self._indices(k)]
 
-    def _simulate_chunk(self, k: int) -> list[list[tuple]]:
+    def _simulate_chunk(self, k: int) -> _Chunk:
         indices = self._indices(k)
         geometry = None
         if self._pool is not None:  # drawn ahead by the workers; the next chunk starts now
@@ -81,25 +94,27 @@ class DeviceBatches:
             for old in [j for j in self._geometry if j < k]:
                 for f in self._geometry.pop(old):
                     f.cancel()
-        batch = simulate_pairs(self.cfg, self.seed, indices, geometry=geometry)
-        out = []
-        for j, index in enumerate(indices):
-            rng = np.random.default_rng([self.seed, index, 0x717])  # percentile jitter, as on the CPU
-            pair = Pair(batch.input[j], batch.target[j], batch.clean[j])
-            out.append([(x, y) for x, y, _ in normalise_pair(self.cfg, pair, self.jitter, rng)])
-        return out
+        xs, ys, _, per_pair = model_stacks(self.cfg, simulate_pairs(self.cfg, self.seed, indices,
+                                                                    geometry=geometry))
+        q = []  # each pair's percentile jitter from its own generator, as on the CPU
+        for index in indices:
+            rng = np.random.default_rng([self.seed, index, 0x717])
+            q += [jittered_percentiles(rng, jitter=self.jitter) for _ in range(per_pair)]
+        lo, scale = percentile_affines(xs, np.array(q))
+        shape = (-1, *[1] * (xs.ndim - 1))
+        lo = self.xp.asarray(lo.astype(np.float32)).reshape(shape)
+        scale = self.xp.asarray(scale.astype(np.float32)).reshape(shape)
+        xs, ys = (xs - lo) / scale, (ys - lo) / scale  # restore.normalize.Affine, batched
+        return _Chunk(xs, ys, per_pair,
+                      foreground_positions_stack(ys, self.patch, self.threshold))
 
-    def _images(self, index: int) -> list[tuple]:
-        """The normalised model-space images of pair ``index`` (the two latest chunks kept)."""
-        k = index // self.chunk
+    def _chunk_of(self, k: int) -> _Chunk:
+        """Chunk ``k`` of normalised images (the two latest chunks kept)."""
         if k not in self._chunks:
             self._chunks[k] = self._simulate_chunk(k)
             while len(self._chunks) > 2:
-                old = next(iter(self._chunks))
-                self._chunks.pop(old)
-                self._positions = {key: v for key, v in self._positions.items()
-                                   if key[0] // self.chunk != old}
-        return self._chunks[k][index - k * self.chunk]
+                self._chunks.pop(next(iter(self._chunks)))
+        return self._chunks[k]
 
     def _flat_index(self, shape: tuple[int, ...]) -> np.ndarray:
         if shape not in self._grids:
@@ -128,11 +143,10 @@ class DeviceBatches:
         chunk, so the batches themselves never make the host wait for the device."""
         batches = self._batches_ending_in(k)
         first, last = self._pairs_of(batches[0])[0], self._pairs_of(batches[-1])[1]
-        keys = [(index, i) for index in range(first, last + 1)
-                for i in range(len(self._images(index)))]
-        images = {key: self._images(key[0])[key[1]] for key in keys}
-        bank = {key: n for n, key in enumerate(keys)}
-        shape = tuple(images[keys[0]][0].shape)
+        ks = range(first // self.chunk, last // self.chunk + 1)
+        chunks = [self._chunk_of(j) for j in ks]
+        offsets = np.cumsum([0] + [len(c.xs) for c in chunks])
+        shape = tuple(chunks[0].xs.shape[1:])
         check_patch(shape, self.patch)
         grid, size = self._flat_index(shape), int(np.prod(shape))
         rotate = self.augment and self.cfg.task != "isotropic"
@@ -140,21 +154,22 @@ class DeviceBatches:
         for b in batches:
             rng = np.random.default_rng([self.seed, b, 0x5EED])
             lo, hi = self._pairs_of(b)
-            local = [key for key in keys if lo <= key[0] <= hi]
+            n_local = (hi - lo + 1) * chunks[0].per_pair
             for _ in range(self.batch_size):  # the draws of restore.data.crop_patches, in order
-                key = local[int(rng.integers(len(local)))]
-                if key not in self._positions:
-                    self._positions[key] = foreground_positions(images[key][1], self.patch,
-                                                                self.threshold)
-                pos = self._positions[key]
+                i = int(rng.integers(n_local))  # image i of pairs lo … hi, pair-major
+                index, slice_ = lo + i // chunks[0].per_pair, i % chunks[0].per_pair
+                j = index // self.chunk - ks[0]
+                at = (index - (ks[0] + j) * self.chunk) * chunks[j].per_pair + slice_
+                pos = chunks[j].positions[at]
                 c = pos[rng.integers(len(pos))]
                 idx = grid[tuple(slice(a, a + p) for a, p in zip(c, self.patch, strict=True))]
                 if self.augment:
                     idx, _ = augment(idx, idx, rng, rotate=rotate)
-                picks.append(idx + bank[key] * size)
+                picks.append(idx + (offsets[j] + at) * size)
         where = np.stack(picks).reshape(len(batches), self.batch_size, 1, *self.patch)
-        return (batches[0], self.xp.stack([images[key][0] for key in keys]).reshape(-1),
-                self.xp.stack([images[key][1] for key in keys]).reshape(-1), self.xp.asarray(where))
+        bank_x, bank_y = ((c[0] if len(c) == 1 else self.xp.concatenate(c)).reshape(-1)
+                          for c in ([c.xs for c in chunks], [c.ys for c in chunks]))
+        return batches[0], bank_x, bank_y, self.xp.asarray(where)
 
     def __call__(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch number ``b``: (inputs, targets), each (batch, 1, *patch) float32 tensors on the

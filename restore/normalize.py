@@ -48,13 +48,40 @@ def percentile_affine(x: np.ndarray, pmin: float = PMIN, pmax: float = PMAX) -> 
     return Affine(lo, max(hi - lo, floor))
 
 
-def jittered_affine(x: np.ndarray, rng: np.random.Generator, pmin: float = PMIN,
-                    pmax: float = PMAX, jitter: float = 0.0) -> Affine:
-    """Percentile normalisation with CSBDeep-style random jitter of the percentiles
-    (``pmin`` ± jitter, ``pmax`` ± jitter/4, clipped to [0, 100]), an augmentation that makes a
-    network robust to how a user's image happens to be normalised."""
+def jittered_percentiles(rng: np.random.Generator, pmin: float = PMIN, pmax: float = PMAX,
+                         jitter: float = 0.0) -> tuple[float, float]:
+    """CSBDeep-style random jitter of the normalisation percentiles (``pmin`` ± jitter, ``pmax``
+    ± jitter/4, clipped to [0, 100]): two draws from ``rng`` if ``jitter`` > 0, else none."""
     if jitter <= 0:
-        return percentile_affine(x, pmin, pmax)
+        return pmin, pmax
     lo = float(np.clip(pmin + rng.uniform(-jitter, jitter), 0.0, 50.0))
     hi = float(np.clip(pmax + rng.uniform(-jitter / 4, jitter / 4), lo + 1.0, 100.0))
-    return percentile_affine(x, lo, hi)
+    return lo, hi
+
+
+def jittered_affine(x: np.ndarray, rng: np.random.Generator, pmin: float = PMIN,
+                    pmax: float = PMAX, jitter: float = 0.0) -> Affine:
+    """Percentile normalisation with random jitter of the percentiles
+    (:func:`jittered_percentiles`), an augmentation that makes a network robust to how a user's
+    image happens to be normalised."""
+    return percentile_affine(x, *jittered_percentiles(rng, pmin, pmax, jitter))
+
+
+def percentile_affines(stack, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`percentile_affine` of every image of ``stack`` (N, ...) at once (numpy or cupy:
+    one sort, one transfer): image ``i`` at its own percentiles ``q[i]`` = (pmin, pmax), linear
+    interpolation as numpy's default. Returns the maps' ``lo`` and ``scale``, (N,) float64."""
+    xp = backend.array_module(stack)
+    n_img = stack.shape[0]
+    flat = xp.sort(xp.asarray(stack, xp.float32).reshape(n_img, -1), axis=1)
+    n = flat.shape[1]
+    v = np.asarray(q, np.float64) / 100 * (n - 1)
+    i0 = np.clip(np.floor(v).astype(np.int64), 0, n - 1)
+    i1 = np.minimum(i0 + 1, n - 1)
+    ends = backend.to_host(xp.take_along_axis(flat, xp.asarray(np.concatenate([i0, i1], 1)), 1))
+    a, b = ends[:, :2].astype(np.float64), ends[:, 2:].astype(np.float64)
+    t = v - i0
+    val = np.where(t < 0.5, a + (b - a) * t, b - (b - a) * (1 - t))  # numpy's lerp
+    lo, hi = val[:, 0], val[:, 1]
+    floor = 1e-6 * np.maximum(1.0, np.maximum(np.abs(lo), np.abs(hi)))
+    return lo, np.maximum(hi - lo, floor)

@@ -168,3 +168,32 @@ def test_chunk_size_fits_the_device_memory_budget():
     n = chunk_size(big.model_copy(update={"device": "cuda"}))
     g = Grid.from_config(big)
     assert 1 <= n < MAX_CHUNK and n * 24 * g.z_fft * g.truth_shape[1] * g.truth_shape[2] <= CHUNK_BYTES
+
+
+def test_batched_percentile_normalisation_equals_one_image_at_a_time():
+    from restore.normalize import percentile_affine, percentile_affines
+
+    rng = np.random.default_rng(0)
+    stack = rng.gamma(2.0, 10.0, (5, 17, 23)).astype(np.float32)
+    stack[3] = 7.0  # a constant image: scale floors instead of dividing by zero
+    q = np.stack([rng.uniform(0, 5, 5), rng.uniform(95, 100, 5)], axis=1)
+    lo, scale = percentile_affines(stack, q)
+    for i in range(5):
+        want = percentile_affine(stack[i], *q[i])
+        assert lo[i] == pytest.approx(want.lo, rel=1e-6, abs=1e-6)
+        assert scale[i] == pytest.approx(want.scale, rel=1e-5)
+
+
+def test_foreground_positions_of_a_stack_match_a_brute_force_search():
+    from restore.data import foreground_positions_stack
+
+    rng = np.random.default_rng(1)
+    stack = rng.random((3, 30, 28)).astype(np.float32) ** 8
+    stack[1] = 0.0  # no foreground: every position qualifies
+    got = foreground_positions_stack(stack, (8, 6), 0.4)
+    for img, pos in zip(stack, got, strict=True):
+        peak = np.percentile(img, 99.9)
+        want = [(y, x) for y in range(30 - 8 + 1) for x in range(28 - 6 + 1)
+                if peak <= 0 or img[y:y + 8, x:x + 6].max() >= 0.4 * peak]
+        assert [tuple(p) for p in pos] == want
+    assert len(got[1]) == 23 * 23 and 0 < len(got[0]) < 23 * 23
