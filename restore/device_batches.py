@@ -1,9 +1,10 @@
 """Training batches made where the network trains: on the GPU, pairs never leave the device.
 
 :class:`DeviceBatches` is :class:`restore.data.SimulatedBatches` for a config whose ``device``
-is ``cuda``: pairs are simulated a chunk at a time (:func:`simulate.simulate_pairs`, one set of
-kernel launches and FFTs for many pairs), normalised, cropped and augmented on the device, and
-handed to torch through DLPack (no host copy, no DataLoader worker). Batch ``b`` is the same
+is ``cuda``: pairs are simulated a chunk at a time (:func:`simulate.simulate_pairs`: one set of
+FFTs and camera launches for many pairs, their random samples drawn ahead by worker processes),
+normalised, cropped and augmented on the device, and handed to torch through DLPack (no host
+copy, no DataLoader). Batch ``b`` is the same
 pure function of (config, seed, b) as on the CPU: the same pairs, the same random patch
 positions, flips and rotations, drawn from the same generators, so a CPU run and a GPU run see
 the same patches (to float rounding).
