@@ -197,3 +197,20 @@ def test_foreground_positions_of_a_stack_match_a_brute_force_search():
                 if peak <= 0 or img[y:y + 8, x:x + 6].max() >= 0.4 * peak]
         assert [tuple(p) for p in pos] == want
     assert len(got[1]) == 23 * 23 and 0 < len(got[0]) < 23 * 23
+
+
+@pytest.mark.parametrize("shape", [[40, 36], [6, 32, 32]])
+def test_the_gpus_gather_fold_equals_the_cpu_kernel(shape):
+    from simulate import convolve
+    from simulate.sampling import Grid, fold, fold_gather
+
+    cfg = SimConfig.from_dict({"shape": shape})
+    grid = Grid.from_config(cfg)
+    plan = convolve.plan((convolve.optics_key(cfg.optics, cfg.ndim),), grid)
+    truth = np.random.default_rng(0).random((2, *grid.truth_shape), dtype=np.float32)
+    spec = convolve.truth_spectrum(truth, plan, grid)
+    out_shape = (grid.z_fft, grid.padded[0], grid.padded[1] // 2 + 1)
+    a = fold(spec, plan.otfs[0], plan.direct, plan.mirror, out_shape)
+    b = fold_gather(spec, plan.otfs[0], plan.direct, plan.mirror, out_shape)
+    assert a.shape == b.shape == (2, *out_shape)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * float(np.abs(a).max()))
