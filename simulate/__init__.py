@@ -3,13 +3,15 @@
 Data flow, one stage per module::
 
     phantoms  random filaments, granules, beads (µm coordinates)
-    render    rasterise onto the fine truth grid (numba)
+    render    rasterise onto the fine truth grid (numba; render_cuda: numba CUDA)
     psf       PSF models; convolve: FFT convolution with a cached OTF
     sampling  pixel integration, focal planes, anisotropic z-steps
-    camera    photons -> electrons -> ADU
-    pairs     task-specific (input, target) pairs: make_pair(config, seed, index)
+    camera    photons -> electrons -> ADU (camera_cuda: the same per-pixel kernel on a GPU)
+    pairs     task-specific (input, target) pairs: make_pair(config, seed, index), and
+              simulate_pairs(config, seed, indices) for a batch
 
 Arrays are float32, axes ZYX or YX; lengths in µm; intensities in photons until the camera.
+``device: cuda`` runs every stage on a GPU with cupy as the array module (:mod:`.backend`).
 Never imports torch.
 """
 
