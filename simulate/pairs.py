@@ -129,7 +129,7 @@ class _Imaging:
 
     def calibrate(self, padded_input) -> None:
         """Set the photon scale: ``camera.photons`` at the brightest pixel of each input field."""
-        peak = self.grid.crop(padded_input).reshape(len(self.rng), -1).max(axis=1)
+        peak = self.grid.crop(padded_input).max(axis=(1, 2, 3))  # (B, planes, y, x)
         safe = self.xp.where(peak > 0, peak, 1)
         scale = self.xp.where(peak > 0, self.cfg.camera.photons / safe, 0)
         self.scale = scale.astype(self.xp.float32).reshape(-1, 1, 1, 1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -84,7 +85,6 @@ def filament_points(filaments: Filaments, step: float) -> tuple[np.ndarray, np.n
 
 # --- ellipsoids: anti-aliased coverage, normalised to the exact integral ---------------------
 def coverage(z, y, x, g, centres, inv_rot, axes, inner, aa):  # pragma: no cover - compiled
-
     """Fraction of the voxel at (z, y, x) µm inside granule g (anti-aliased over width aa µm)."""
     dz = z - centres[g, 0]
     dy = y - centres[g, 1]
@@ -108,18 +108,6 @@ def point_voxels(positions: np.ndarray, spacing: Sequence[float]) -> tuple[np.nd
     """Continuous voxel coordinates (n, 3) of points in µm and their lower z voxel (n,)."""
     v = positions / np.asarray(spacing) - 0.5
     return v, np.floor(v[:, 0]).astype(np.int64)
-
-
-def ellipsoid_boxes(ell: Ellipsoids, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                                                   np.ndarray, float]:
-    """Voxel bounds [lo, hi) of each granule (reach: its longest semi-axis plus the
-    anti-aliasing width), the inverse rotations and the anti-aliasing width (µm)."""
-    aa = float(np.prod(spacing) ** (1 / 3))
-    reach = ell.axes.max(axis=1)[:, None] + aa
-    lo = np.floor((ell.centres - reach) / spacing).astype(np.int64)
-    hi = np.ceil((ell.centres + reach) / spacing).astype(np.int64) + 1
-    inv_rot = np.ascontiguousarray(np.transpose(ell.rotations, (0, 2, 1)))
-    return lo, hi, inv_rot, aa
 
 
 @numba.njit(parallel=True, cache=True)
@@ -151,14 +139,34 @@ def _ellipsoid_fill(volume, lo, hi, spacing, centres, inv_rot, axes, inner, aa,
                         volume[p, j, k] += scale[g] * c
 
 
-def ellipsoid_sums(ell: Ellipsoids, spacing: np.ndarray) -> np.ndarray:
-    """Summed coverage of each granule over the voxels of its box, (n,): dividing its brightness
-    by this makes the rendered granule integrate to its brightness exactly."""
-    lo, hi, inv_rot, aa = ellipsoid_boxes(ell, spacing)
+class EllipsoidLayout(NamedTuple):
+    """Where granules go and how bright: voxel bounds [lo, hi) of each granule's box (n, 3)
+    (reach: its longest semi-axis plus the anti-aliasing width), inverse rotations (n, 3, 3),
+    the anti-aliasing width ``aa`` (µm), ``scale`` (n,) = brightness over the granule's summed
+    coverage (so it integrates to its brightness exactly; 0 where it covers no voxel centre) and
+    ``tiny`` (n,), the granules too small to cover a voxel centre (rendered as points)."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    inv_rot: np.ndarray
+    aa: float
+    scale: np.ndarray
+    tiny: np.ndarray
+
+
+def ellipsoid_layout(ell: Ellipsoids, spacing: np.ndarray) -> EllipsoidLayout:
+    """The :class:`EllipsoidLayout` of granules on a grid of ``spacing`` (dz, dy, dx) µm (the CPU
+    kernel computes the normalisation for the CPU and the CUDA renderer alike)."""
+    spacing = np.asarray(spacing, np.float64)
+    aa = float(np.prod(spacing) ** (1 / 3))
+    reach = ell.axes.max(axis=1)[:, None] + aa
+    lo = np.floor((ell.centres - reach) / spacing).astype(np.int64)
+    hi = np.ceil((ell.centres + reach) / spacing).astype(np.int64) + 1
+    inv_rot = np.ascontiguousarray(np.transpose(ell.rotations, (0, 2, 1)))
     sums = np.zeros(len(ell.centres))
-    _ellipsoid_sums(lo, hi, np.asarray(spacing, np.float64), ell.centres, inv_rot, ell.axes,
-                    ell.inner, aa, sums)
-    return sums
+    _ellipsoid_sums(lo, hi, spacing, ell.centres, inv_rot, ell.axes, ell.inner, aa, sums)
+    scale = np.where(sums > 0, ell.brightness / np.where(sums > 0, sums, 1.0), 0.0)
+    return EllipsoidLayout(lo, hi, inv_rot, aa, scale, sums <= 0)
 
 
 def render_ellipsoids(volume: np.ndarray, ell: Ellipsoids, spacing: Sequence[float]) -> None:
@@ -168,11 +176,8 @@ def render_ellipsoids(volume: np.ndarray, ell: Ellipsoids, spacing: Sequence[flo
     if len(ell.centres) == 0:
         return
     spacing = np.asarray(spacing, np.float64)
-    lo, hi, inv_rot, aa = ellipsoid_boxes(ell, spacing)
-    sums = ellipsoid_sums(ell, spacing)
-    scale = np.where(sums > 0, ell.brightness / np.where(sums > 0, sums, 1.0), 0.0)
+    lo, hi, inv_rot, aa, scale, tiny = ellipsoid_layout(ell, spacing)
     _ellipsoid_fill(volume, lo, hi, spacing, ell.centres, inv_rot, ell.axes, ell.inner, aa, scale)
-    tiny = sums <= 0
     if tiny.any():
         splat_points(volume, ell.centres[tiny], ell.brightness[tiny], spacing)
 

@@ -26,7 +26,7 @@ from numba import cuda
 
 from .errors import SynthcareError
 from .phantoms import Sample
-from .render import coverage, ellipsoid_boxes, ellipsoid_sums, point_voxels, render_points
+from .render import coverage, ellipsoid_layout, point_voxels, render_points
 
 _coverage_dev = cuda.jit(device=True)(coverage)
 _ROWS = (8, 16)  # threads per block over (plane, row)
@@ -117,12 +117,10 @@ def prepare(sample: Sample, shape: Sequence[int], spacing: Sequence[float]) -> P
     ell, granules = sample.granules, None
     if len(ell.centres):
         spacing_a = np.asarray(spacing, np.float64)
-        lo, hi, inv_rot, aa = ellipsoid_boxes(ell, spacing_a)
-        sums = ellipsoid_sums(ell, spacing_a)
-        scale = np.where(sums > 0, ell.brightness / np.where(sums > 0, sums, 1.0), 0.0)
+        lo, hi, inv_rot, aa, scale, tiny = ellipsoid_layout(ell, spacing_a)
         granules = tuple(np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a for a in
                          (lo, hi, spacing_a, ell.centres, inv_rot, ell.axes, ell.inner, aa, scale))
-        tiny = sums <= 0  # too small to cover a voxel centre: a point, as on the CPU
+        # too small to cover a voxel centre: a point, as on the CPU
         pos = np.concatenate([pos, ell.centres[tiny]])
         w = np.concatenate([w, ell.brightness[tiny]])
     return Prepared(tuple(int(n) for n in shape), _buckets(pos, w, shape, spacing), granules)
