@@ -38,7 +38,6 @@ from simulate import (
     SimConfig,
     backend,
     chunk_size,
-    load_preset,
     phantoms,
     render,
     simulate_pair,
@@ -56,9 +55,7 @@ def _sync() -> None:
 
 
 def _cfg(preset: str, device: str) -> SimConfig:
-    data = load_preset(preset)
-    data.pop("train", None)
-    return SimConfig.from_dict({**data, "device": device})
+    return SimConfig.from_preset(preset).model_copy(update={"device": device})
 
 
 def check_render() -> dict:

@@ -44,8 +44,12 @@ def percentile_affine(x: np.ndarray, pmin: float = PMIN, pmax: float = PMAX) -> 
         raise ValueError(f"need 0 <= pmin < pmax <= 100, got pmin={pmin}, pmax={pmax}")
     xp = backend.array_module(x)
     lo, hi = (float(v) for v in xp.percentile(xp.asarray(x, xp.float32), xp.asarray([pmin, pmax])))
-    floor = 1e-6 * max(1.0, abs(lo), abs(hi))  # a (near-)constant image: no division by ~0
-    return Affine(lo, max(hi - lo, floor))
+    return Affine(lo, float(_scale(lo, hi)))
+
+
+def _scale(lo, hi):
+    """hi − lo, floored for a (near-)constant image: no division by ~0 (scalars or arrays)."""
+    return np.maximum(hi - lo, 1e-6 * np.maximum(1.0, np.maximum(np.abs(lo), np.abs(hi))))
 
 
 def jittered_percentiles(rng: np.random.Generator, pmin: float = PMIN, pmax: float = PMAX,
@@ -82,6 +86,4 @@ def percentile_affines(stack, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a, b = ends[:, :2].astype(np.float64), ends[:, 2:].astype(np.float64)
     t = v - i0
     val = np.where(t < 0.5, a + (b - a) * t, b - (b - a) * (1 - t))  # numpy's lerp
-    lo, hi = val[:, 0], val[:, 1]
-    floor = 1e-6 * np.maximum(1.0, np.maximum(np.abs(lo), np.abs(hi)))
-    return lo, np.maximum(hi - lo, floor)
+    return val[:, 0], _scale(val[:, 0], val[:, 1])
