@@ -59,10 +59,7 @@ def xp_for(device: str) -> ModuleType:
 
 def array_module(a) -> ModuleType:
     """numpy or cupy, whichever owns the array ``a``."""
-    if isinstance(a, np.ndarray) or np.isscalar(a):
-        return np
-    mod = type(a).__module__.split(".")[0]
-    if mod == "cupy":
+    if type(a).__module__.split(".")[0] == "cupy":  # cupy.ndarray (or a stand-in in the tests)
         return cupy()
     return np
 
@@ -70,6 +67,19 @@ def array_module(a) -> ModuleType:
 def is_device_array(a) -> bool:
     """True for a cupy (GPU) array."""
     return array_module(a) is not np
+
+
+def kernel_array(a):
+    """A device array as a numba CUDA kernel argument. cupy arrays are wrapped without numba's
+    synchronisation on their stream (by default numba waits for the whole device at every launch
+    that takes a cupy array); ordering still holds, as numba, cupy and torch all issue to the
+    legacy default stream. Other arrays are returned as they are."""
+    if array_module(a) is np or not hasattr(a, "__cuda_array_interface__"):
+        return a
+    from numba import cuda
+
+    as_cuda_array = getattr(cuda, "as_cuda_array", None)
+    return a if as_cuda_array is None else as_cuda_array(a, sync=False)
 
 
 def to_host(a) -> np.ndarray:

@@ -214,7 +214,10 @@ def pixel_adu(photons, stream, qe, dark, hot, em_gain, read_noise, gain, offset,
         r, draw = normal(stream, draw, k0, k1)
         adu = gain * (e + read_noise * r) + offset
     adu = math.floor(adu + 0.5)
-    return min(max(adu, 0.0), top)
+    # clipped with if/else: numba's built-in CUDA target cannot type min/max of two scalars
+    if adu < 0.0:
+        return 0.0
+    return top if adu > top else adu
 
 
 @numba.njit(parallel=True, cache=True)

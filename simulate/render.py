@@ -95,9 +95,12 @@ def coverage(z, y, x, g, centres, inv_rot, axes, inner, aa):  # pragma: no cover
     w = (r[2, 0] * dz + r[2, 1] * dy + r[2, 2] * dx) / axes[g, 2]
     f = math.sqrt(u * u + v * v + w * w)
     r_eff = (axes[g, 0] * axes[g, 1] * axes[g, 2]) ** (1.0 / 3.0)
-    cov = min(max(0.5 - (f - 1.0) * r_eff / aa, 0.0), 1.0)
+    # clipped to [0, 1] with if/else: numba's built-in CUDA target cannot type scalar min/max
+    cov = 0.5 - (f - 1.0) * r_eff / aa
+    cov = 0.0 if cov < 0.0 else (1.0 if cov > 1.0 else cov)
     if inner[g] > 0.0:
-        cov -= min(max(0.5 - (f - inner[g]) * r_eff / aa, 0.0), 1.0)
+        hole = 0.5 - (f - inner[g]) * r_eff / aa
+        cov -= 0.0 if hole < 0.0 else (1.0 if hole > 1.0 else hole)
     return cov
 
 
@@ -207,15 +210,14 @@ def render(sample: Sample, shape: Sequence[int], spacing: Sequence[float],
 def render_batch(samples: Sequence[Sample], shape: Sequence[int], spacing: Sequence[float], xp=np):
     """The truth volumes of several samples, (len(samples), *shape) float32, on the device of the
     array module ``xp`` (numpy: the CPU kernels; cupy: the CUDA kernels of
-    :mod:`simulate.render_cuda`, writing straight into the batch, where a sample may also be
+    :mod:`simulate.render_cuda`, the whole batch in one launch per kernel, where a sample may also be
     given already prepared, :func:`simulate.render_cuda.prepare`)."""
     out = xp.zeros((len(samples), *shape), xp.float32)
     if xp is np:
         for b, s in enumerate(samples):
             render(s, shape, spacing, out=out[b])
         return out
-    from .render_cuda import Prepared, prepare, render_prepared_cuda
+    from .render_cuda import Prepared, prepare, render_prepared_batch
 
-    for b, s in enumerate(samples):
-        render_prepared_cuda(s if isinstance(s, Prepared) else prepare(s, shape, spacing), out[b])
-    return out
+    return render_prepared_batch([s if isinstance(s, Prepared) else prepare(s, shape, spacing)
+                                  for s in samples], out)

@@ -24,25 +24,30 @@ from dataclasses import dataclass
 import numpy as np
 from numba import cuda
 
+from .backend import kernel_array
 from .errors import SynthcareError
 from .phantoms import Sample
 from .render import coverage, ellipsoid_layout, point_voxels, render_points
 
 _coverage_dev = cuda.jit(device=True)(coverage)
-_ROWS = (8, 16)  # threads per block over (plane, row)
+_ROWS = (8, 16)  # threads per block over (sample·plane, row)
 
 
 @cuda.jit
 def _splat_rows(volume, zv, yv, xv, w, order, starts):  # pragma: no cover - CUDA
-    """Thread (p, y) adds the points whose trilinear footprint reaches row y of plane p.
-    Points are bucketed by key (iz + 1)·(ny + 1) + (iy + 1)."""
-    p, yy = cuda.grid(2)
-    nz, ny, nx = volume.shape
-    if p >= nz or yy >= ny:
+    """Thread (b·nz + p, y) adds the points of sample b whose trilinear footprint reaches row y
+    of plane p. Each sample's points are bucketed by key (iz + 1)·(ny + 1) + (iy + 1); sample b's
+    bucket starts are entries b·n_keys … of ``starts`` (n_keys = (nz + 1)(ny + 1) + 1)."""
+    bp, yy = cuda.grid(2)
+    nb, nz, ny, nx = volume.shape
+    if bp >= nb * nz or yy >= ny:
         return
+    b = bp // nz
+    p = bp % nz
+    first = b * ((nz + 1) * (ny + 1) + 1)
     for side in range(2):          # floor(z) == p - 1 (upper weight), then == p
         for dy in range(2):        # floor(y) == y (lower weight), then == y - 1
-            bucket = (p + side) * (ny + 1) + (yy - dy + 1)
+            bucket = first + (p + side) * (ny + 1) + (yy - dy + 1)
             for jj in range(starts[bucket], starts[bucket + 1]):
                 j = order[jj]
                 fz = zv[j] - math.floor(zv[j])
@@ -55,25 +60,32 @@ def _splat_rows(volume, zv, yv, xv, w, order, starts):  # pragma: no cover - CUD
                     xx = ix + dx
                     if 0 <= xx < nx:
                         wx = fx if dx else 1.0 - fx
-                        volume[p, yy, xx] += w[j] * wz * wy * wx
+                        volume[b, p, yy, xx] += w[j] * wz * wy * wx
 
 
 @cuda.jit
-def _ellipsoid_rows(volume, lo, hi, spacing, centres, inv_rot, axes, inner, aa,
+def _ellipsoid_rows(volume, first, lo, hi, spacing, centres, inv_rot, axes, inner, aa,
                     scale):  # pragma: no cover - CUDA
-    p, j = cuda.grid(2)
-    nz, ny, nx = volume.shape
-    if p >= nz or j >= ny:
+    """Thread (b·nz + p, y) adds the coverage of sample b's granules (``first[b]`` …
+    ``first[b + 1]`` − 1) to row y of plane p."""
+    bp, j = cuda.grid(2)
+    nb, nz, ny, nx = volume.shape
+    if bp >= nb * nz or j >= ny:
         return
+    b = bp // nz
+    p = bp % nz
     z = (p + 0.5) * spacing[0]
     y = (j + 0.5) * spacing[1]
-    for g in range(centres.shape[0]):
+    for g in range(first[b], first[b + 1]):
         if p < lo[g, 0] or p >= hi[g, 0] or j < lo[g, 1] or j >= hi[g, 1] or scale[g] == 0.0:
             continue
-        for k in range(max(lo[g, 2], 0), min(hi[g, 2], nx)):
-            c = _coverage_dev(z, y, (k + 0.5) * spacing[2], g, centres, inv_rot, axes, inner, aa)
+        k0 = lo[g, 2] if lo[g, 2] > 0 else 0  # if/else, not min/max: numba's built-in CUDA
+        k1 = hi[g, 2] if hi[g, 2] < nx else nx  # target fails to type those on scalars
+        for k in range(k0, k1):
+            c = _coverage_dev(z, y, (k + 0.5) * spacing[2], g, centres, inv_rot, axes, inner,
+                              aa[b])
             if c > 0.0:
-                volume[p, j, k] += scale[g] * c
+                volume[b, p, j, k] += scale[g] * c
 
 
 def _grid2(shape: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -132,17 +144,53 @@ def _require_gpu() -> None:
                              "simulator is off)")
 
 
+def _stack_points(prepared: Sequence[Prepared]) -> tuple[np.ndarray, ...]:
+    """The point buckets of several samples as one set of arrays (orders and starts shifted by
+    each sample's first point), the layout ``_splat_rows`` reads."""
+    counts = [len(p.points[0]) for p in prepared]
+    shift = np.cumsum([0, *counts[:-1]])
+    coords = [np.concatenate([p.points[i] for p in prepared]) for i in range(4)]
+    order = np.concatenate([p.points[4] + s for p, s in zip(prepared, shift, strict=True)])
+    starts = np.concatenate([p.points[5] + s for p, s in zip(prepared, shift, strict=True)])
+    return (*coords, order.astype(np.int64), starts.astype(np.int64))
+
+
+def _stack_granules(prepared: Sequence[Prepared]) -> tuple[np.ndarray, ...]:
+    """The granules of several samples as one set of arrays plus ``first`` ((B + 1,): sample b
+    owns granules first[b] … first[b + 1] − 1) and a per-sample ``aa``, for ``_ellipsoid_rows``."""
+    own = [p.granules for p in prepared if p.granules is not None]
+    first = np.cumsum([0] + [0 if p.granules is None else len(p.granules[0]) for p in prepared])
+    lo, hi, centres, inv_rot, axes, inner, scale = (
+        np.ascontiguousarray(np.concatenate([g[i] for g in own])) for i in (0, 1, 3, 4, 5, 6, 8))
+    aa = np.array([1.0 if p.granules is None else p.granules[7] for p in prepared], np.float64)
+    return (first.astype(np.int64), lo, hi, own[0][2], centres, inv_rot, axes, inner, aa, scale)
+
+
+def render_prepared_batch(prepared: Sequence[Prepared], out=None):
+    """Render several :class:`Prepared` samples of one shape on the GPU, in two kernel launches
+    and one upload per array for the whole batch: a float32 device array (B, *shape), or added
+    into ``out`` (a zeroed float32 device array of that shape, numba's or cupy's) and returned."""
+    _require_gpu()
+    shape = prepared[0].shape
+    if any(p.shape != shape for p in prepared):
+        raise ValueError("the samples of a batch must share one shape")
+    volume = cuda.to_device(np.zeros((len(prepared), *shape), np.float32)) if out is None else out
+    target = kernel_array(volume)
+    grid = _grid2((len(prepared) * shape[0], shape[1]))
+    points = _stack_points(prepared)
+    if len(points[0]):
+        _splat_rows[grid](target, *(cuda.to_device(a) for a in points))
+    if any(p.granules is not None for p in prepared):
+        _ellipsoid_rows[grid](target, *(cuda.to_device(a) for a in _stack_granules(prepared)))
+    return volume
+
+
 def render_prepared_cuda(prepared: Prepared, out=None):
-    """Render a :class:`Prepared` sample on the GPU: a float32 device array of its shape, or
-    added into ``out`` (a zeroed float32 device array of that shape: numba's or cupy's; numba
-    kernels take cupy arrays as they are, through the CUDA array interface) and returned."""
+    """Render one :class:`Prepared` sample on the GPU: a float32 device array of its shape, or
+    added into ``out`` (a zeroed float32 device array of that shape) and returned."""
     _require_gpu()
     volume = cuda.to_device(np.zeros(prepared.shape, np.float32)) if out is None else out
-    grid = _grid2(prepared.shape[:2])
-    _splat_rows[grid](volume, *(cuda.to_device(a) for a in prepared.points))
-    if prepared.granules is not None:
-        *arrays, aa, scale = prepared.granules
-        _ellipsoid_rows[grid](volume, *(cuda.to_device(a) for a in arrays), aa, cuda.to_device(scale))
+    render_prepared_batch([prepared], volume.reshape(1, *prepared.shape))
     return volume
 
 

@@ -27,16 +27,16 @@ def arr(dtype, ndim):
     return T.Array(dtype, ndim, "C")
 
 
-f32_3, f32_4 = arr(T.float32, 3), arr(T.float32, 4)
+f32_4 = arr(T.float32, 4)
 f64_1, f64_2, f64_3 = arr(T.float64, 1), arr(T.float64, 2), arr(T.float64, 3)
 i64_1, i64_2, u64_2 = arr(T.int64, 1), arr(T.int64, 2), arr(T.uint64, 2)
 f64 = T.float64
-boxes = (i64_2, i64_2, f64_1, f64_2, f64_3, f64_2, f64_1, f64)  # lo, hi, spacing, ..., aa
+boxes = (i64_2, i64_2, f64_1, f64_2, f64_3, f64_2, f64_1)  # lo, hi, spacing, ..., inner
 kernels = {
     "camera": (cam._capture_kernel, (f32_4, f64_2, f64_2, f64_2, f64_2, f64, f64, f64, T.boolean,
                                      f64, u64_2, f32_4)),
-    "splat_rows": (ren._splat_rows, (f32_3, f64_1, f64_1, f64_1, f64_1, i64_1, i64_1)),
-    "ellipsoid_rows": (ren._ellipsoid_rows, (f32_3, *boxes, f64_1)),
+    "splat_rows": (ren._splat_rows, (f32_4, f64_1, f64_1, f64_1, f64_1, i64_1, i64_1)),
+    "ellipsoid_rows": (ren._ellipsoid_rows, (f32_4, i64_1, *boxes, f64_1, f64_1)),
 }
 for name, (kernel, sig) in kernels.items():
     ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))

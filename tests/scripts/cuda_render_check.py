@@ -1,8 +1,8 @@
 """Run under NUMBA_ENABLE_CUDASIM=1: the CUDA rendering kernels against the CPU ones.
 
 Prints one JSON line: max abs difference, relative to the volume's maximum, and integrals, over
-two samples: ordinary granules, and granules too small to cover a voxel centre (rendered as
-points).
+three samples (ordinary granules; granules too small to cover a voxel centre, rendered as
+points; no granules), one at a time and as one batch (one launch per kernel).
 """
 
 import json
@@ -13,19 +13,21 @@ from numba import cuda
 
 from simulate import phantoms, render
 from simulate.config import SampleConfig
-from simulate.render_cuda import render_cuda
+from simulate.render_cuda import prepare, render_cuda, render_prepared_batch
 
 shape, spacing = (6, 24, 28), (0.2, 0.1, 0.1)
 box = np.array(shape) * np.array(spacing)
 seed = int(sys.argv[1]) if len(sys.argv) > 1 else 0
 out = {"max_rel_diff": 0.0, "cpu_sum": 0.0, "gpu_sum": 0.0, "n_filaments": 0, "n_granules": 0,
-       "n_beads": 0}
-for radius in (0.15, 0.01):
+       "n_beads": 0, "batch_max_rel_diff": 0.0}
+samples, renders = [], []
+for k, radius in enumerate((0.15, 0.01, 0.0)):
     cfg = SampleConfig.model_validate({
         "microtubules": {"density": 1.5, "persistence": 5.0},
-        "granules": {"density": 2.0, "radius": radius, "hollow": 0.5 if radius > 0.1 else 0.0},
+        "granules": {"density": 2.0 if radius else 0.0, "radius": radius or 0.1,
+                     "hollow": 0.5 if radius > 0.1 else 0.0},
         "beads": {"density": 3.0}})
-    s = phantoms.sample(cfg, box, np.random.default_rng(seed), slab=False)
+    s = phantoms.sample(cfg, box, np.random.default_rng([seed, k]), slab=False)
     cpu = render.render(s, shape, spacing)
     gpu = render_cuda(s, shape, spacing).copy_to_host()
     into = cuda.to_device(np.zeros(shape, np.float32))  # rendering into a caller's array (a batch)
@@ -37,4 +39,11 @@ for radius in (0.15, 0.01):
     out["n_filaments"] += int(len(s.filaments.brightness))
     out["n_granules"] += int(len(s.granules.centres))
     out["n_beads"] += int(len(s.beads.positions))
+    samples.append(s)
+    renders.append(cpu)
+order = [1, 2, 0]  # the sample without granules between two with
+batch = render_prepared_batch([prepare(samples[i], shape, spacing) for i in order]).copy_to_host()
+for b, i in enumerate(order):
+    rel = float(np.abs(renders[i] - batch[b]).max() / renders[i].max())
+    out["batch_max_rel_diff"] = max(out["batch_max_rel_diff"], rel)
 print(json.dumps(out))
