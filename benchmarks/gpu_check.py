@@ -4,7 +4,8 @@ data overhead of training fed by pairs simulated on the GPU.
     python benchmarks/gpu_check.py [--json out.json] [--steps 400]
 
 1. checks: rendering (CUDA kernels vs the CPU's, float tolerance), camera (the same Philox
-   streams: frames bit-identical), whole pairs of every workflow preset (noise-free images to
+   streams: frames identical but for the rare draw that a last-bit difference of the GPU's
+   fused multiply-adds or log/exp flips), whole pairs of every workflow preset (noise-free images to
    float tolerance, noise statistics equal), device batches vs the CPU's batches;
 2. pair generation, seconds per pair, for the 2D and 3D sizes of bench_simulate.py: CPU one pair
    at a time, GPU one pair at a time and in chunks (``simulate_pairs``);
@@ -83,7 +84,7 @@ def check_camera() -> dict:
         out[f"{name}_identical_fraction"] = same
         out[f"{name}_mean_cpu_gpu"] = [float(cpu.mean()), float(gpu.mean())]
         out[f"{name}_var_cpu_gpu"] = [float(cpu.var()), float(gpu.var())]
-        out["ok"] &= same > 0.999999
+        out["ok"] &= same > 0.9999
     return out
 
 
