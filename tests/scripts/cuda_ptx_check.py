@@ -2,13 +2,12 @@
 
 This checks what the CUDA simulator cannot: that numba's CUDA target types and compiles the
 kernels, including the CPU ``@njit`` Philox samplers the camera kernel calls as device
-functions. Needs numba-cuda and NVVM, e.g. in a scratch venv:
-
-    python3 -m venv /tmp/ptxenv && /tmp/ptxenv/bin/pip install numpy scipy "numba==0.62.*" \\
-        "numba-cuda[cu12]" pydantic tifffile tqdm pyyaml
-    PYTHONPATH=. /tmp/ptxenv/bin/python tests/scripts/cuda_ptx_check.py
+functions. Needs NVVM, which the ``nvidia-cuda-nvcc-cu12`` wheel of the dev extra brings (run
+by ``tests/test_render_cuda.py``); works with numba's built-in CUDA target (numba 0.68) and with
+numba-cuda (0.30.4, ``pip install "numba-cuda[cu12]"``). Prints one JSON line per kernel.
 """
 
+import json
 from types import SimpleNamespace
 
 import numba.cuda.dispatcher as _dispatcher
@@ -40,4 +39,5 @@ kernels = {
 }
 for name, (kernel, sig) in kernels.items():
     ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
-    print(f"{name}: {len(ptx)} characters of sm_90 PTX")
+    print(json.dumps({"kernel": name, "characters": len(ptx), "sm_90": ".target sm_90" in ptx,
+                      "entry": ".entry" in ptx}))
