@@ -16,7 +16,8 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -123,16 +124,81 @@ def foreground_positions_stack(targets, patch: tuple[int, ...], threshold: float
     return [found[a:b, 1:] if b > a else every for a, b in itertools.pairwise(starts)]
 
 
-def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, *,
-            rotate: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Random flips of every spatial axis and (``rotate``) 90° rotations in the YX plane."""
-    for axis in range(x.ndim):
-        if rng.random() < 0.5:
-            x, y = np.flip(x, axis), np.flip(y, axis)
-    if rotate and x.shape[-1] == x.shape[-2]:
-        k = int(rng.integers(4))
-        x, y = np.rot90(x, k, axes=(-2, -1)), np.rot90(y, k, axes=(-2, -1))
-    return np.ascontiguousarray(x), np.ascontiguousarray(y)
+@dataclass(frozen=True)
+class PatchDraws:
+    """The random choices of ``n`` patches (:func:`draw_patches`): ``image`` (n,) which image,
+    ``corner`` (n, ndim) where, ``flip`` (n, ndim) bool, which axes are reversed, and ``turns``
+    (n,) quarter turns in the YX plane (applied after the flips)."""
+
+    image: np.ndarray
+    corner: np.ndarray
+    flip: np.ndarray
+    turns: np.ndarray
+
+    @staticmethod
+    def concatenate(parts: Sequence[PatchDraws]) -> PatchDraws:
+        """The draws of several batches, one after the other."""
+        return PatchDraws(*(np.concatenate([getattr(p, f) for p in parts])
+                            for f in ("image", "corner", "flip", "turns")))
+
+    def take(self, which: np.ndarray) -> PatchDraws:
+        """The draws of the patches selected by ``which`` (a mask or indices)."""
+        return PatchDraws(self.image[which], self.corner[which], self.flip[which], self.turns[which])
+
+
+def draw_patches(rng: np.random.Generator, n: int, n_images: int,
+                 positions: Callable[[int], np.ndarray], patch: tuple[int, ...], *,
+                 flips: bool = True, rotate: bool = True) -> PatchDraws:
+    """Draw ``n`` patches at once: an image each (uniform over ``n_images``), a corner from that
+    image's ``positions(i)`` (n_i, ndim), and (``flips``) a coin per axis and (``rotate``, square
+    YX patches) a quarter turn. Vectorised, so the host keeps up with a GPU; the CPU and GPU
+    trainers share it, so both see the same patches."""
+    image = rng.integers(n_images, size=n)
+    pos = {int(i): positions(int(i)) for i in np.unique(image)}
+    pick = rng.integers(0, np.array([len(pos[int(i)]) for i in image]))
+    corner = np.array([pos[int(i)][j] for i, j in zip(image, pick, strict=True)], np.int64)
+    corner = corner.reshape(n, len(patch))
+    flip = rng.random((n, len(patch))) < 0.5 if flips else np.zeros((n, len(patch)), bool)
+    square = len(patch) >= 2 and patch[-1] == patch[-2]
+    turns = rng.integers(4, size=n) if flips and rotate and square else np.zeros(n, np.int64)
+    return PatchDraws(image, corner, flip, turns)
+
+
+def patch_indices(shape: tuple[int, ...], patch: tuple[int, ...], draws: PatchDraws, xp=np,
+                  offset=None):
+    """Flat (C-order) indices into an image of ``shape`` of each drawn patch, flipped and turned:
+    (n, *patch) int64, so ``image.reshape(-1)[indices]`` gathers the augmented patches (as
+    cropping, then ``np.flip`` and ``np.rot90(·, turns, axes=(-2, -1))``). ``offset`` (n,) is
+    added to each patch's indices (e.g. its image's start in a stack). Built by broadcasting
+    per-axis coordinates, with numpy or on a GPU with cupy (``xp``): the draws are small, the
+    indices large.
+
+    A quarter turn is a flip plus, for odd turns, a transpose of the YX plane: ``np.rot90`` by k
+    reads ``m[j, P−1−i]``, ``m[P−1−i, P−1−j]``, ``m[P−1−j, i]`` for k = 1, 2, 3.
+    """
+    n, nd = len(draws.image), len(patch)
+    strides = np.cumprod((*shape[1:], 1)[::-1])[::-1]
+    odd = np.asarray(draws.turns) % 2 == 1
+    turns = xp.asarray(draws.turns)
+    flip = xp.asarray(draws.flip).copy()
+    flip[:, -1] ^= (turns == 1) | (turns == 2)  # the flips hidden in a quarter turn
+    flip[:, -2] ^= turns >= 2
+    corner = xp.asarray(draws.corner)
+    terms = []
+    for d, (p, stride) in enumerate(zip(patch, strides, strict=True)):
+        r = xp.arange(p)
+        coord = corner[:, d, None] + xp.where(flip[:, d, None], p - 1 - r, r)  # (n, p)
+        terms.append(coord.astype(xp.int64) * int(stride))
+    y, x = terms[-2], terms[-1]
+    plane = y[:, :, None] + x[:, None, :]  # (n, py, px)
+    if odd.any():  # odd turns (square YX only): the plane transposed
+        plane = xp.where(xp.asarray(odd)[:, None, None], y[:, None, :] + x[:, :, None], plane)
+    idx = plane.reshape(n, *[1] * (nd - 2), *patch[-2:])
+    for d in range(nd - 2):
+        idx = idx + terms[d].reshape(n, *[p if a == d else 1 for a, p in enumerate(patch)])
+    if offset is not None:
+        idx = idx + xp.asarray(offset, xp.int64).reshape(n, *[1] * nd)
+    return idx
 
 
 def crop_patches(images: list[tuple[np.ndarray, np.ndarray]], n: int, patch: tuple[int, ...],
@@ -141,22 +207,22 @@ def crop_patches(images: list[tuple[np.ndarray, np.ndarray]], n: int, patch: tup
                  ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` random foreground patches (input, target) from normalised images: arrays
     (n, 1, *patch), float32. ``cache`` keeps each image's foreground positions between calls."""
-    xs, ys = [], []
     cache = {} if cache is None else cache
-    for _ in range(n):
-        i = int(rng.integers(len(images)))
-        x, y = images[i]
-        check_patch(x.shape, patch)
+
+    def positions(i: int) -> np.ndarray:
+        check_patch(images[i][0].shape, patch)
         if i not in cache:
-            cache[i] = foreground_positions(y, patch, threshold)
-        c = cache[i][rng.integers(len(cache[i]))]
-        sl = tuple(slice(a, a + p) for a, p in zip(c, patch, strict=True))
-        px, py = x[sl], y[sl]
-        if flips:
-            px, py = augment(px, py, rng, rotate=rotate)
-        xs.append(px)
-        ys.append(py)
-    return np.stack(xs)[:, None].astype(np.float32), np.stack(ys)[:, None].astype(np.float32)
+            cache[i] = foreground_positions(images[i][1], patch, threshold)
+        return cache[i]
+
+    draws = draw_patches(rng, n, len(images), positions, patch, flips=flips, rotate=rotate)
+    xs, ys = (np.empty((n, 1, *patch), np.float32) for _ in range(2))
+    for i in np.unique(draws.image):
+        sel = draws.image == i
+        idx = patch_indices(images[i][0].shape, patch, draws.take(sel))
+        xs[sel, 0] = np.ravel(images[i][0])[idx]
+        ys[sel, 0] = np.ravel(images[i][1])[idx]
+    return xs, ys
 
 
 # --- batch sources ----------------------------------------------------------------------------

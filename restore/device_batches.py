@@ -9,9 +9,10 @@ pure function of (config, seed, b) as on the CPU: the same pairs, the same rando
 positions, flips and rotations, drawn from the same generators, so a CPU run and a GPU run see
 the same patches (to float rounding).
 
-Patches are gathered in one indexing operation per batch: the flips and rotations act on a host
-array of flat pixel indices (with the very :func:`~restore.data.augment` the CPU path uses), and
-the device gathers the pixels those indices name. The indices of all the batches a chunk of
+Patches are gathered in one indexing operation per batch: the host draws a batch's patches at
+once and turns them into flat pixel indices, flips and rotations included
+(:func:`~restore.data.draw_patches`, :func:`~restore.data.patch_indices`, shared with the CPU
+path), and the device gathers the pixels those indices name. The indices of all the batches a chunk of
 pairs serves are made and uploaded together, so between chunks the host never waits for the
 device (a per-batch upload from pageable memory would synchronise every step). It works on numpy
 too, which is how the tests check it against the CPU path.
@@ -29,7 +30,14 @@ import torch
 
 from simulate import SimConfig, backend, chunk_size, draw_geometry, set_threads, simulate_pairs
 
-from .data import augment, check_patch, foreground_positions_stack, model_stacks
+from .data import (
+    PatchDraws,
+    check_patch,
+    draw_patches,
+    foreground_positions_stack,
+    model_stacks,
+    patch_indices,
+)
 from .normalize import jittered_percentiles, percentile_affines
 
 
@@ -64,7 +72,6 @@ class DeviceBatches:
         self.chunk = chunk or chunk_size(cfg)
         self.xp = backend.xp_for(cfg.device)
         self._chunks: dict[int, _Chunk] = {}
-        self._grids: dict[tuple[int, ...], np.ndarray] = {}
         self._pool = (ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
                                           initializer=set_threads, initargs=(1,))
                       if workers > 0 else None)
@@ -117,10 +124,12 @@ class DeviceBatches:
                 self._chunks.pop(next(iter(self._chunks)))
         return self._chunks[k]
 
-    def _flat_index(self, shape: tuple[int, ...]) -> np.ndarray:
-        if shape not in self._grids:
-            self._grids[shape] = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
-        return self._grids[shape]
+    def _locate(self, lo: int, i, first_chunk: int, per_pair: int):
+        """Image ``i`` (int or array) of the images of pairs ``lo``, ``lo`` + 1, … (pair-major)
+        → (chunk number counted from ``first_chunk``, image within that chunk)."""
+        index = lo + i // per_pair
+        j = index // self.chunk - first_chunk
+        return j, (index - (first_chunk + j) * self.chunk) * per_pair + i % per_pair
 
     def _pairs_of(self, b: int) -> tuple[int, int]:
         """First and last pair that batch ``b`` crops from."""
@@ -149,28 +158,29 @@ class DeviceBatches:
         offsets = np.cumsum([0] + [len(c.xs) for c in chunks])
         shape = tuple(chunks[0].xs.shape[1:])
         check_patch(shape, self.patch)
-        grid, size = self._flat_index(shape), int(np.prod(shape))
+        size = int(np.prod(shape))
         rotate = self.augment and self.cfg.task != "isotropic"
-        picks = []
-        for b in batches:
+        per_pair = chunks[0].per_pair
+        draws, banks = [], []
+        for b in batches:  # the host draws each batch's patches (small arrays) ...
             rng = np.random.default_rng([self.seed, b, 0x5EED])
             lo, hi = self._pairs_of(b)
-            n_local = (hi - lo + 1) * chunks[0].per_pair
-            for _ in range(self.batch_size):  # the draws of restore.data.crop_patches, in order
-                i = int(rng.integers(n_local))  # image i of pairs lo … hi, pair-major
-                index, slice_ = lo + i // chunks[0].per_pair, i % chunks[0].per_pair
-                j = index // self.chunk - ks[0]
-                at = (index - (ks[0] + j) * self.chunk) * chunks[j].per_pair + slice_
-                pos = chunks[j].positions[at]
-                c = pos[rng.integers(len(pos))]
-                idx = grid[tuple(slice(a, a + p) for a, p in zip(c, self.patch, strict=True))]
-                if self.augment:
-                    idx, _ = augment(idx, idx, rng, rotate=rotate)
-                picks.append(idx + (offsets[j] + at) * size)
-        where = np.stack(picks).reshape(len(batches), self.batch_size, 1, *self.patch)
+
+            def positions(i: int, lo: int = lo) -> np.ndarray:
+                j, at = self._locate(lo, i, ks[0], per_pair)
+                return chunks[j].positions[at]
+
+            draws.append(draw_patches(rng, self.batch_size, (hi - lo + 1) * per_pair, positions,
+                                      self.patch, flips=self.augment, rotate=rotate))
+            j, at = self._locate(lo, draws[-1].image, ks[0], per_pair)
+            banks.append((offsets[j] + at) * size)
+        # ... and the device turns them into the pixel indices of every batch at once
+        index = patch_indices(shape, self.patch, PatchDraws.concatenate(draws), self.xp,
+                              offset=np.concatenate(banks))
+        index = index.reshape(len(batches), self.batch_size, 1, *self.patch)
         bank_x, bank_y = ((c[0] if len(c) == 1 else self.xp.concatenate(c)).reshape(-1)
                           for c in ([c.xs for c in chunks], [c.ys for c in chunks]))
-        return batches[0], bank_x, bank_y, self.xp.asarray(where)
+        return batches[0], bank_x, bank_y, index
 
     def __call__(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch number ``b``: (inputs, targets), each (batch, 1, *patch) float32 tensors on the

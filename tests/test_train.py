@@ -9,7 +9,16 @@ import torch
 from restore import train as train_mod
 from restore.cli import main
 from restore.config import load_run
-from restore.data import BatchStream, FolderPairs, SimulatedBatches, validation_set
+from restore.data import (
+    BatchStream,
+    FolderPairs,
+    PatchDraws,
+    SimulatedBatches,
+    crop_patches,
+    draw_patches,
+    patch_indices,
+    validation_set,
+)
 from restore.train import load_model, read_log, train
 from restore.unet import UNet, UNetConfig
 from simulate import SynthcareError, read_tiff, write_tiff
@@ -21,6 +30,42 @@ TINY = ["shape=[64,64]", "train.patch=[32,32]", "train.batch_size=4", "train.fil
 
 def _run(*extra):
     return load_run("denoise2d", None, [*TINY, *extra])
+
+
+@pytest.mark.parametrize(("shape", "patch"), [((20, 24), (8, 8)), ((5, 12, 14), (3, 6, 6))])
+def test_patch_indices_gather_the_flipped_and_turned_crop(shape, patch):
+    image = np.random.default_rng(0).random(shape)
+    rng = np.random.default_rng(1)
+    nd = len(shape)
+    for turns in range(4):
+        for flip in rng.random((6, nd)) < 0.5:
+            corner = [int(rng.integers(n - p + 1)) for n, p in zip(shape, patch, strict=True)]
+            draws = PatchDraws(np.zeros(1, np.int64), np.array([corner]), flip[None],
+                               np.array([turns]))
+            got = image.reshape(-1)[patch_indices(shape, patch, draws)[0]]
+            want = image[tuple(slice(c, c + p) for c, p in zip(corner, patch, strict=True))]
+            want = np.rot90(np.flip(want, tuple(np.nonzero(flip)[0])), turns, axes=(-2, -1))
+            assert np.array_equal(got, want)
+
+
+def test_patches_come_from_the_foreground_with_balanced_augmentation():
+    y = np.zeros((40, 40), np.float32)
+    y[29:32, 4:7] = 1.0  # the only foreground: every 8×8 patch must reach into this spot
+    x = 3 * y + 1
+    xs, ys = crop_patches([(x, y)], 64, (8, 8), np.random.default_rng(2))
+    assert xs.shape == ys.shape == (64, 1, 8, 8)
+    assert np.all(ys.reshape(64, -1).max(axis=1) == 1.0)
+    assert np.array_equal(xs, 3 * ys + 1)  # input and target: same place, same flips and turns
+    spots = {tuple(np.argwhere(p[0] == 1.0).mean(axis=0)) for p in ys}
+    assert len(spots) > 20  # the spot lands all over the patch: corners and flips vary
+    draws = draw_patches(np.random.default_rng(3), 4000, 2, lambda i: np.zeros((1, 2), int),
+                         (8, 8))
+    assert abs(draws.flip.mean() - 0.5) < 0.02
+    assert np.allclose(np.bincount(draws.turns, minlength=4) / 4000, 0.25, atol=0.02)
+    assert abs(draws.image.mean() - 0.5) < 0.03
+    no_turn = draw_patches(np.random.default_rng(3), 50, 1, lambda i: np.zeros((1, 3), int),
+                           (4, 8, 6))
+    assert not no_turn.turns.any()  # YX not square: no quarter turns
 
 
 def test_batches_are_a_pure_function_of_seed_and_number():

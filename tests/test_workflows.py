@@ -10,8 +10,8 @@ from restore.config import load_run
 from restore.evaluate import evaluate
 from restore.train import read_log, train
 
-TINY = ["train.filters=4", "train.batch_size=2", "train.val_patches=2", "train.steps=12",
-        "train.val_every=4", "train.patches_per_image=2", "train.lr=3e-3"]
+TINY = ["train.filters=4", "train.batch_size=2", "train.val_patches=2", "train.steps=24",
+        "train.val_every=8", "train.patches_per_image=2", "train.lr=3e-3"]
 CASES = {
     "denoise2d": (["shape=[48,48]", "train.patch=[32,32]"], {"input", "gaussian"}),
     "n2n": (["shape=[48,48]", "train.patch=[32,32]"], {"input", "gaussian"}),
@@ -27,7 +27,7 @@ def test_workflow_trains_and_evaluates(preset, tmp_path):
     sets, methods = CASES[preset]
     run = load_run(preset, None, [*sets, *TINY])
     summary = train(run, tmp_path / "run", progress=False)
-    assert summary["steps"] == 12
+    assert summary["steps"] == 24
     log = read_log(tmp_path / "run")
     assert all(np.isfinite(r["val_loss"]) for r in log)
     assert log[-1]["val_loss"] < log[0]["val_loss"]  # the loss falls
