@@ -10,7 +10,8 @@ data overhead of training fed by pairs simulated on the GPU.
 2. pair generation, seconds per pair, for the 2D and 3D sizes of bench_simulate.py: CPU one pair
    at a time, GPU one pair at a time and in chunks (``simulate_pairs``);
 3. training steps of the denoise2d and denoise3d presets fed by GPU pairs (``DeviceBatches``,
-   as ``synthcare train --device cuda`` does) against the same steps fed by pre-generated
+   as ``synthcare train --device cuda`` does: geometry workers, next chunk prepared by a thread;
+   then without the thread, and without workers) against the same steps fed by pre-generated
    device tensors: the data overhead in % (goal: under 5 %).
 
 Each part catches its own failure, so one broken part still leaves the others' numbers. Prints
@@ -148,9 +149,11 @@ def time_pairs(name: str, repeat: int = 3) -> dict:
             "gpu_chunked_s": batched, "speedup_chunked": cpu_s / batched}
 
 
-def time_training(preset: str, steps: int, workers: int | None = None) -> dict:
-    """Steps fed by GPU pairs (geometry drawn ahead by ``workers`` processes, default as
-    ``synthcare train``) against the same steps on pre-generated device tensors."""
+def time_training(preset: str, steps: int, workers: int | None = None,
+                  prefetch: bool = True) -> dict:
+    """Steps fed by GPU pairs (geometry drawn ahead by ``workers`` processes, the next chunk by
+    a thread if ``prefetch``; defaults as ``synthcare train``) against the same steps on
+    pre-generated device tensors."""
     run = load_run(preset, None, ["device=cuda", "train.device=cuda"])
     t = run.train
     workers = default_workers() if workers is None else workers
@@ -183,12 +186,13 @@ def time_training(preset: str, steps: int, workers: int | None = None) -> dict:
     source = DeviceBatches(run.sim, seed=run.seed, **kw)
     fixed = [source(b) for b in range(16)]  # pre-generated device tensors
     t_fixed = steps_from(itertools.cycle(fixed), steps)
-    fresh = DeviceBatches(run.sim, seed=run.seed + 1, workers=workers, **kw)
+    fresh = DeviceBatches(run.sim, seed=run.seed + 1, workers=workers, prefetch=prefetch, **kw)
     try:
         t_fed = steps_from((fresh(b) for b in itertools.count()), steps)
     finally:
         fresh.close()
-    return {"case": f"train {preset} w{workers}", "batch": t.batch_size, "patch": list(run.patch),
+    name = f"train {preset} w{workers}{' prefetch' if prefetch else ''}"
+    return {"case": name, "batch": t.batch_size, "patch": list(run.patch),
             "steps": steps, "chunk": fresh.chunk, "pregenerated_s": t_fixed, "gpu_pairs_s": t_fed,
             "patches_per_s": steps * t.batch_size / t_fed,
             "overhead_pct": 100 * (t_fed - t_fixed) / t_fixed}
@@ -216,6 +220,8 @@ def main() -> None:
                   (time_pairs, ("2d",)), (time_pairs, ("3d",)),
                   (time_training, ("denoise2d", args.steps)),
                   (time_training, ("denoise3d", args.steps)),
+                  (time_training, ("denoise2d", args.steps, None, False)),  # no thread
+                  (time_training, ("denoise3d", args.steps, None, False)),
                   (time_training, ("denoise2d", args.steps, 0))]:  # no geometry workers
         t = time.perf_counter()
         rows = _safe(fn, *a)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,12 +60,16 @@ class DeviceBatches:
     are simulated at once (default :func:`simulate.chunk_size`). ``workers`` processes draw the
     geometry of the next chunk (random sample, rendering inputs: the host's share of a pair)
     while the device works on the current one; 0 draws it in this process, in turn.
-    Call :meth:`close` when done (it stops the workers).
+    ``prefetch``: a thread simulates the next chunk and makes its patch indices while the
+    batches of the current one are used, so the training loop keeps the GPU fed meanwhile
+    (every launch stays on the one default stream: ordering holds without extra syncs).
+    Call :meth:`close` when done (it stops the thread and the workers).
     """
 
     def __init__(self, cfg: SimConfig, *, seed: int, batch_size: int, patch: tuple[int, ...],
                  patches_per_image: int = 8, jitter: float = 0.0, threshold: float = 0.4,
-                 augment: bool = True, chunk: int | None = None, workers: int = 0):
+                 augment: bool = True, chunk: int | None = None, workers: int = 0,
+                 prefetch: bool = False):
         self.cfg, self.seed, self.batch_size, self.patch = cfg, seed, batch_size, tuple(patch)
         self.per_image = max(1, patches_per_image)
         self.jitter, self.threshold, self.augment = jitter, threshold, augment
@@ -77,9 +81,14 @@ class DeviceBatches:
                       if workers > 0 else None)
         self._geometry: dict[int, list[Future]] = {}
         self._plans: dict[int, tuple] = {}
+        self._ahead = ThreadPoolExecutor(1, "synthcare-chunks") if prefetch else None
+        self._pending: dict[int, Future] = {}
 
     def close(self) -> None:
-        """Stop the geometry workers (pending work is dropped)."""
+        """Stop the prefetch thread and the geometry workers (pending work is dropped)."""
+        if self._ahead is not None:
+            self._ahead.shutdown(wait=True, cancel_futures=True)
+            self._ahead = None
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -187,9 +196,16 @@ class DeviceBatches:
         config's device."""
         k = self._pairs_of(b)[1] // self.chunk
         if k not in self._plans:
-            self._plans[k] = self._plan(k)
+            future = self._pending.pop(k, None)
+            if future is None and self._ahead is not None:  # all planning in the one thread
+                future = self._ahead.submit(self._plan, k)
+            self._plans[k] = self._plan(k) if future is None else future.result()
             while len(self._plans) > 2:
                 self._plans.pop(next(iter(self._plans)))
+            for old in [j for j in self._pending if j < k]:
+                self._pending.pop(old).cancel()
+        if self._ahead is not None and k + 1 not in self._plans and k + 1 not in self._pending:
+            self._pending[k + 1] = self._ahead.submit(self._plan, k + 1)
         start, bank_x, bank_y, where = self._plans[k]
         return torch.from_dlpack(bank_x[where[b - start]]), torch.from_dlpack(bank_y[where[b - start]])
 

@@ -173,9 +173,9 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
         kw = dict(seed=run.seed, batch_size=t.batch_size, patch=patch,
                   patches_per_image=t.patches_per_image, jitter=t.jitter, threshold=t.foreground,
                   augment=t.augment)
-        if gpu_pairs:  # geometry drawn ahead by worker processes, the rest on the device
+        if gpu_pairs:  # geometry drawn ahead by worker processes, the next chunk by a thread
             gw = t.workers if t.workers is not None else default_workers()
-            makers = [DeviceBatches(s, workers=gw, **kw) for s in sims]
+            makers = [DeviceBatches(s, workers=gw, prefetch=True, **kw) for s in sims]
         else:
             makers = [SimulatedBatches(s, **kw) for s in sims]
         make_batch = makers[0] if len(makers) == 1 else MixedBatches(makers)

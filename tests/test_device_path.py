@@ -110,6 +110,20 @@ def test_geometry_drawn_by_worker_processes_gives_the_same_batches():
         pooled.close()
 
 
+def test_the_next_chunk_prepared_by_a_thread_gives_the_same_batches():
+    run = _run()
+    kw = dict(seed=5, batch_size=4, patch=(32, 32), patches_per_image=2)
+    alone = DeviceBatches(run.sim, chunk=2, **kw)
+    ahead = DeviceBatches(run.sim, chunk=2, prefetch=True, workers=1, **kw)
+    try:
+        for b in (0, 1, 2, 3, 4, 9, 5, 0):  # in order (prefetched), skipping ahead, going back
+            for got, want in zip(ahead(b), alone(b), strict=True):
+                assert torch.equal(got, want)
+    finally:
+        ahead.close()
+    assert ahead._ahead is None and ahead._pool is None
+
+
 def test_training_fed_by_device_batches(tmp_path, monkeypatch):
     # the GPU branch of the loop (no DataLoader, tensors straight from the simulator), on numpy
     monkeypatch.setattr(train_mod, "device_pairs", lambda sims: True)
