@@ -107,16 +107,16 @@ def foreground_positions(target: np.ndarray, patch: tuple[int, ...], threshold: 
 
 def foreground_positions_stack(targets, patch: tuple[int, ...], threshold: float) -> list[np.ndarray]:
     """:func:`foreground_positions` of every image of a stack (N, ...) at once (numpy or cupy:
-    one filter, one transfer)."""
+    one filter, one transfer to the host)."""
     xp = backend.array_module(targets)
     n = targets.shape[0]
-    peak = backend.to_host(xp.percentile(targets.reshape(n, -1), 99.9, axis=1))
+    peak = xp.percentile(targets.reshape(n, -1), 99.9, axis=1)
     local_max = backend.ndimage(xp).maximum_filter(targets, size=(1, *patch), mode="constant",
                                                    cval=-np.inf)
     # a patch with corner c covers c … c + patch − 1: its max is the filter output at its centre
     centre = (slice(None), *(slice(p // 2, m - (p - 1 - p // 2))
                              for p, m in zip(patch, targets.shape[1:], strict=True)))
-    limit = xp.asarray(np.where(peak > 0, threshold * peak, -np.inf).astype(np.float32))
+    limit = xp.where(peak > 0, threshold * peak, -np.inf).astype(xp.float32)  # on the device
     ok = local_max[centre] >= limit.reshape(-1, *[1] * len(patch))
     found = backend.to_host(xp.argwhere(ok))
     starts = np.searchsorted(found[:, 0], np.arange(n + 1))

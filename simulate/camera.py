@@ -27,7 +27,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, to_host
 from .errors import SynthcareError
 from .rng import gamma, normal, poisson
 from .rng import key_from as rng_key
@@ -148,8 +148,10 @@ class Camera:
         """
         xp = array_module(photons)
         s = xp.asarray(photons, dtype=xp.float32)
-        if not bool(xp.isfinite(s).all()) or (s.size and float(s.min()) < 0):
-            raise SynthcareError("photons must be finite and non-negative")
+        if s.size:  # min and max in one transfer (NaN propagates into the min)
+            lo, hi = to_host(xp.stack([s.min(), s.max()])).tolist()
+            if not (lo >= 0 and hi < np.inf):
+                raise SynthcareError("photons must be finite and non-negative")
         rngs = [rng] if isinstance(rng, np.random.Generator) else list(rng)
         if len(rngs) > 1 and (s.ndim < 3 or s.shape[0] != len(rngs)):
             raise SynthcareError(f"{len(rngs)} generators for photons of shape {s.shape}: the "

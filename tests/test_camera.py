@@ -102,3 +102,11 @@ def test_scmos_maps_from_a_file(tmp_path):
         cam.capture(np.zeros((8, 8)), rng)
     with pytest.raises(SynthcareError, match="not found"):
         Camera.from_config(CameraConfig(maps=str(tmp_path / "none.npz")))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -1.0])
+def test_photons_that_are_not_finite_and_non_negative_are_refused(bad):
+    photons = np.full((4, 4), 5.0, np.float32)
+    photons[2, 1] = bad
+    with pytest.raises(SynthcareError, match="finite and non-negative"):
+        Camera().capture(photons, np.random.default_rng(0))
