@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import weakref
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -83,15 +84,15 @@ class DeviceBatches:
         self._plans: dict[int, tuple] = {}
         self._ahead = ThreadPoolExecutor(1, "synthcare-chunks") if prefetch else None
         self._pending: dict[int, Future] = {}
+        # stops the thread and the workers when this object goes away, e.g. on an error in the
+        # training loop, if close() was not reached
+        self._shutdown = weakref.finalize(self, _shutdown, self._ahead, self._pool)
 
     def close(self) -> None:
         """Stop the prefetch thread and the geometry workers (pending work is dropped)."""
-        if self._ahead is not None:
-            self._ahead.shutdown(wait=True, cancel_futures=True)
-            self._ahead = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        self._shutdown()
+        self._ahead = self._pool = None
+        self._pending.clear()
 
     def _indices(self, k: int) -> range:
         return range(k * self.chunk, (k + 1) * self.chunk)
@@ -197,17 +198,27 @@ class DeviceBatches:
         k = self._pairs_of(b)[1] // self.chunk
         if k not in self._plans:
             future = self._pending.pop(k, None)
+            if future is not None and future.cancelled():
+                future = None
             if future is None and self._ahead is not None:  # all planning in the one thread
                 future = self._ahead.submit(self._plan, k)
             self._plans[k] = self._plan(k) if future is None else future.result()
             while len(self._plans) > 2:
                 self._plans.pop(next(iter(self._plans)))
-            for old in [j for j in self._pending if j < k]:
-                self._pending.pop(old).cancel()
-        if self._ahead is not None and k + 1 not in self._plans and k + 1 not in self._pending:
-            self._pending[k + 1] = self._ahead.submit(self._plan, k + 1)
         start, bank_x, bank_y, where = self._plans[k]
+        if self._ahead is not None:  # the plan the batch after this plan's last will need
+            ahead = self._pairs_of(start + len(where))[1] // self.chunk
+            for old in [j for j in self._pending if j != ahead]:
+                self._pending.pop(old).cancel()  # e.g. after a jump back (a running one finishes)
+            if ahead not in self._plans and ahead not in self._pending:
+                self._pending[ahead] = self._ahead.submit(self._plan, ahead)
         return torch.from_dlpack(bank_x[where[b - start]]), torch.from_dlpack(bank_y[where[b - start]])
+
+
+def _shutdown(*executors) -> None:
+    for ex in executors:
+        if ex is not None:
+            ex.shutdown(wait=True, cancel_futures=True)
 
 
 def default_workers() -> int:

@@ -152,6 +152,8 @@ class Camera:
             lo, hi = to_host(xp.stack([s.min(), s.max()])).tolist()
             if not (lo >= 0 and hi < np.inf):
                 raise SynthcareError("photons must be finite and non-negative")
+        if s.size == 0:
+            return xp.empty(s.shape, xp.float32)
         rngs = [rng] if isinstance(rng, np.random.Generator) else list(rng)
         if len(rngs) > 1 and (s.ndim < 3 or s.shape[0] != len(rngs)):
             raise SynthcareError(f"{len(rngs)} generators for photons of shape {s.shape}: the "

@@ -171,6 +171,12 @@ def render_prepared_batch(prepared: Sequence[Prepared], out=None):
     and one upload per array for the whole batch: a float32 device array (B, *shape), or added
     into ``out`` (a zeroed float32 device array of that shape, numba's or cupy's) and returned."""
     _require_gpu()
+    if out is not None and not out.flags["C_CONTIGUOUS"]:  # numpy, cupy and numba flags alike
+        raise ValueError("out must be a C-contiguous device array")
+    if len(prepared) == 0:
+        if out is None:
+            raise ValueError("no samples to render")
+        return out
     shape = prepared[0].shape
     if any(p.shape != shape for p in prepared):
         raise ValueError("the samples of a batch must share one shape")
@@ -190,7 +196,9 @@ def render_prepared_cuda(prepared: Prepared, out=None):
     added into ``out`` (a zeroed float32 device array of that shape) and returned."""
     _require_gpu()
     volume = cuda.to_device(np.zeros(prepared.shape, np.float32)) if out is None else out
-    render_prepared_batch([prepared], volume.reshape(1, *prepared.shape))
+    if not volume.flags["C_CONTIGUOUS"]:
+        raise ValueError("out must be a C-contiguous device array")
+    render_prepared_batch([prepared], volume.reshape(1, *prepared.shape))  # a view: contiguous
     return volume
 
 

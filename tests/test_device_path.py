@@ -3,6 +3,9 @@ single pairs, device batches equal the CPU batches, and a clear error without a 
 
 from __future__ import annotations
 
+import gc
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -110,18 +113,22 @@ def test_geometry_drawn_by_worker_processes_gives_the_same_batches():
         pooled.close()
 
 
-def test_the_next_chunk_prepared_by_a_thread_gives_the_same_batches():
+@pytest.mark.parametrize(("per_image", "chunk", "workers"), [(2, 2, 1), (1, 1, 0), (9, 2, 0)])
+def test_the_next_chunk_prepared_by_a_thread_gives_the_same_batches(per_image, chunk, workers):
+    # (1, 1): a batch spans 4 chunks, so the next plan is not that of the next chunk
     run = _run()
-    kw = dict(seed=5, batch_size=4, patch=(32, 32), patches_per_image=2)
-    alone = DeviceBatches(run.sim, chunk=2, **kw)
-    ahead = DeviceBatches(run.sim, chunk=2, prefetch=True, workers=1, **kw)
+    kw = dict(seed=5, batch_size=4, patch=(32, 32), patches_per_image=per_image)
+    alone = DeviceBatches(run.sim, chunk=chunk, **kw)
+    ahead = DeviceBatches(run.sim, chunk=chunk, prefetch=True, workers=workers, **kw)
     try:
-        for b in (0, 1, 2, 3, 4, 9, 5, 0):  # in order (prefetched), skipping ahead, going back
+        for b in (0, 1, 2, 3, 4, 9, 5, 0, 1):  # in order (prefetched), skipping ahead, going back
             for got, want in zip(ahead(b), alone(b), strict=True):
                 assert torch.equal(got, want)
     finally:
         ahead.close()
-    assert ahead._ahead is None and ahead._pool is None
+    assert ahead._ahead is None and ahead._pool is None and not ahead._pending
+    for got, want in zip(ahead(6), alone(6), strict=True):  # still usable, without the thread
+        assert torch.equal(got, want)
 
 
 def test_training_fed_by_device_batches(tmp_path, monkeypatch):
@@ -228,3 +235,15 @@ def test_the_gpus_gather_fold_equals_the_cpu_kernel(shape):
     b = fold_gather(spec, plan.otfs[0], plan.direct, plan.mirror, out_shape)
     assert a.shape == b.shape == (2, *out_shape)
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * float(np.abs(a).max()))
+
+
+def test_an_abandoned_device_batches_stops_its_thread():
+    # e.g. an error in the training loop before close(): the thread must not outlive the object
+    run = _run()
+    d = DeviceBatches(run.sim, seed=0, batch_size=4, patch=(32, 32), chunk=2, prefetch=True)
+    d(0)
+    d._pending[next(iter(d._pending))].result()  # let the prefetch finish
+    assert any(t.name.startswith("synthcare-chunks") for t in threading.enumerate())
+    del d
+    gc.collect()
+    assert not any(t.name.startswith("synthcare-chunks") for t in threading.enumerate())
