@@ -110,13 +110,17 @@ def check_batches() -> dict:
     kw = dict(seed=0, batch_size=run.train.batch_size, patch=run.patch,
               patches_per_image=run.train.patches_per_image)
     cpu = SimulatedBatches(run.sim, **kw)
-    gpu = DeviceBatches(run.sim.model_copy(update={"device": "cuda"}), **kw)
+    gpu = DeviceBatches(run.sim.model_copy(update={"device": "cuda"}), prefetch=True, **kw)
     diffs = []
-    for b in range(3):
-        x, y = gpu(b)
-        assert x.is_cuda and y.is_cuda
-        cx, cy = cpu(b)
-        diffs.append(float(max(np.abs(x.cpu().numpy() - cx).max(), np.abs(y.cpu().numpy() - cy).max())))
+    try:
+        for b in (0, 1, 2, 70, 3):  # 70: the next chunk's first batch (chunk 64, one pair each)
+            x, y = gpu(b)
+            assert x.is_cuda and y.is_cuda
+            cx, cy = cpu(b)
+            diffs.append(float(max(np.abs(x.cpu().numpy() - cx).max(),
+                                   np.abs(y.cpu().numpy() - cy).max())))
+    finally:
+        gpu.close()
     return {"check": "device batches", "max_abs_diff": max(diffs), "ok": max(diffs) < 1e-3}
 
 
