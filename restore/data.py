@@ -154,9 +154,10 @@ def draw_patches(rng: np.random.Generator, n: int, n_images: int,
     YX patches) a quarter turn. Vectorised, so the host keeps up with a GPU; the CPU and GPU
     trainers share it, so both see the same patches."""
     image = rng.integers(n_images, size=n)
-    pos = {int(i): positions(int(i)) for i in np.unique(image)}
-    pick = rng.integers(0, np.array([len(pos[int(i)]) for i in image]))
-    corner = np.array([pos[int(i)][j] for i, j in zip(image, pick, strict=True)], np.int64)
+    which = image.tolist()
+    pos = {i: positions(i) for i in set(which)}
+    pick = rng.integers(0, [len(pos[i]) for i in which]).tolist()
+    corner = np.array([pos[i][j] for i, j in zip(which, pick, strict=True)], np.int64)
     corner = corner.reshape(n, len(patch))
     flip = rng.random((n, len(patch))) < 0.5 if flips else np.zeros((n, len(patch)), bool)
     square = len(patch) >= 2 and patch[-1] == patch[-2]
