@@ -12,16 +12,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).parent / "scripts" / "cuda_render_check.py"
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+def _script(name: str, *args: str, simulator: bool = True) -> list[dict]:
+    """Run tests/scripts/``name`` in a fresh interpreter (numba's CUDA simulator must be switched
+    on before numba is imported) and return its JSON lines."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    if simulator:
+        env["NUMBA_ENABLE_CUDASIM"] = "1"
+    out = subprocess.run([sys.executable, str(SCRIPTS / name), *args], env=env,
+                         capture_output=True, text=True, timeout=900,
+                         cwd=Path(__file__).parent.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return [json.loads(line) for line in out.stdout.strip().splitlines()]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_cuda_kernels_match_cpu_under_the_simulator(seed):
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    out = subprocess.run([sys.executable, str(SCRIPT), str(seed)], env=env, capture_output=True,
-                         text=True, timeout=600, cwd=Path(__file__).parent.parent)
-    assert out.returncode == 0, out.stderr[-2000:]
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r = _script("cuda_render_check.py", str(seed))[-1]
     assert r["n_filaments"] > 0 and r["n_granules"] > 0 and r["n_beads"] > 0
     assert r["max_rel_diff"] < 1e-5 and r["batch_max_rel_diff"] < 1e-5
     assert r["gpu_sum"] == pytest.approx(r["cpu_sum"], rel=1e-6)
@@ -44,24 +53,14 @@ def test_cuda_render_without_a_gpu_is_a_clear_error():
 
 
 def test_cuda_camera_kernel_is_bit_identical_to_the_cpu_under_the_simulator():
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    script = Path(__file__).parent / "scripts" / "cuda_camera_check.py"
-    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
-                         timeout=600, cwd=Path(__file__).parent.parent)
-    assert out.returncode == 0, out.stderr[-2000:]
-    rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    rows = _script("cuda_camera_check.py")
     assert {r["camera"] for r in rows} == {"scmos", "emccd", "counting"}
     for r in rows:
         assert r["identical"], r
 
 
 def _pipeline(part: str) -> list[dict]:
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    script = Path(__file__).parent / "scripts" / "cuda_pipeline_check.py"
-    out = subprocess.run([sys.executable, str(script), part], env=env, capture_output=True,
-                         text=True, timeout=900, cwd=Path(__file__).parent.parent)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return [json.loads(line) for line in out.stdout.strip().splitlines()]
+    return _script("cuda_pipeline_check.py", part)
 
 
 def test_every_task_simulated_through_the_gpu_path_equals_the_cpu_path():
@@ -94,11 +93,6 @@ def test_gpu_path_writes_the_same_dataset_and_trains():
 def test_cuda_kernels_compile_for_a_real_gpu():
     # the simulator runs Python: only the CUDA compiler shows that numba's CUDA target types the
     # kernels (and the @njit Philox samplers they call), here to sm_90 PTX without a GPU
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    script = Path(__file__).parent / "scripts" / "cuda_ptx_check.py"
-    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
-                         timeout=600, cwd=Path(__file__).parent.parent)
-    assert out.returncode == 0, out.stderr[-3000:]
-    rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    rows = _script("cuda_ptx_check.py", simulator=False)
     assert {r["kernel"] for r in rows} == {"camera", "splat_rows", "ellipsoid_rows"}
     assert all(r["sm_90"] and r["entry"] for r in rows), rows
