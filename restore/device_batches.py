@@ -9,13 +9,13 @@ pure function of (config, seed, b) as on the CPU: the same pairs, the same rando
 positions, flips and rotations, drawn from the same generators, so a CPU run and a GPU run see
 the same patches (to float rounding).
 
-Patches are gathered in one indexing operation per batch: the host draws a batch's patches at
-once and turns them into flat pixel indices, flips and rotations included
-(:func:`~restore.data.draw_patches`, :func:`~restore.data.patch_indices`, shared with the CPU
-path), and the device gathers the pixels those indices name. The indices of all the batches a chunk of
-pairs serves are made and uploaded together, so between chunks the host never waits for the
-device (a per-batch upload from pageable memory would synchronise every step). It works on numpy
-too, which is how the tests check it against the CPU path.
+Patches are gathered in one indexing operation per batch. The host draws each batch's patches
+(a few numbers per patch: image, corner, flips, quarter turns; :func:`~restore.data.draw_patches`,
+shared with the CPU path); the device turns the draws of all the batches a chunk serves into
+flat pixel indices at once (:func:`~restore.data.patch_indices`), and each batch gathers the
+pixels its indices name. So between chunks the host never waits for the device, and it never
+builds or uploads the large index arrays. It works on numpy too, which is how the tests check it
+against the CPU path.
 """
 
 from __future__ import annotations
