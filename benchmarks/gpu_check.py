@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import statistics
 import time
 import traceback
@@ -229,8 +230,11 @@ def main() -> None:
                   (time_training, ("denoise2d", args.steps, 0))]:  # no geometry workers
         t = time.perf_counter()
         rows = _safe(fn, *a)
-        print(f"{fn.__name__}{a}: {time.perf_counter() - t:.1f} s", flush=True)
+        print(f"{fn.__name__}{a}: {time.perf_counter() - t:.1f} s {json.dumps(rows)}", flush=True)
         results += rows
+        if args.json:  # what is done so far survives a timeout
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
     table = []
     for r in results:
         keys = [k for k in r if k not in ("check", "case")]
