@@ -148,12 +148,11 @@ class Camera:
         """
         xp = array_module(photons)
         s = xp.asarray(photons, dtype=xp.float32)
-        if s.size:  # min and max in one transfer (NaN propagates into the min)
-            lo, hi = to_host(xp.stack([s.min(), s.max()])).tolist()
-            if not (lo >= 0 and hi < np.inf):
-                raise SynthcareError("photons must be finite and non-negative")
         if s.size == 0:
             return xp.empty(s.shape, xp.float32)
+        lo, hi = to_host(xp.stack([s.min(), s.max()])).tolist()  # one transfer; NaN → min
+        if not (lo >= 0 and hi < np.inf):
+            raise SynthcareError("photons must be finite and non-negative")
         rngs = [rng] if isinstance(rng, np.random.Generator) else list(rng)
         if len(rngs) > 1 and (s.ndim < 3 or s.shape[0] != len(rngs)):
             raise SynthcareError(f"{len(rngs)} generators for photons of shape {s.shape}: the "
