@@ -41,7 +41,7 @@ from simulate import (
     SimConfig,
     backend,
     chunk_size,
-    phantoms,
+    library,
     render,
     simulate_pair,
     simulate_pairs,
@@ -64,7 +64,7 @@ def _cfg(preset: str, device: str) -> SimConfig:
 def check_render() -> dict:
     cfg = _cfg("denoise3d", "cpu")
     grid = Grid.from_config(cfg)
-    s = phantoms.sample(cfg.sample, grid.extent, np.random.default_rng(0), slab=False)
+    s = library.sample(cfg.sample, grid.extent, np.random.default_rng(0), slab=False)
     cpu = render.render(s, grid.truth_shape, grid.truth_spacing)
     gpu = backend.to_host(render.render_batch([s], grid.truth_shape, grid.truth_spacing,
                                               backend.cupy())[0])

@@ -2,7 +2,9 @@
 
 Data flow, one stage per module::
 
-    phantoms  random filaments, granules, beads (µm coordinates)
+    phantoms  geometry primitives: filaments, ellipsoids, points (µm coordinates)
+    library   the sample library built from them: microtubules, granules, beads, nuclei,
+              cells, membranes, mitochondria, actin, and mixtures
     render    rasterise onto the fine truth grid (numba; render_cuda: numba CUDA)
     psf       PSF models; convolve: FFT convolution with a cached OTF
     sampling  pixel integration, focal planes, anisotropic z-steps
@@ -17,7 +19,7 @@ Never imports torch.
 
 import numba
 
-from . import backend, camera, convolve, pairs, phantoms, psf, render, sampling
+from . import backend, camera, convolve, library, pairs, phantoms, psf, render, sampling
 from .camera import Camera
 from .config import (
     Settings,
@@ -73,6 +75,7 @@ __all__ = [
     "ensure_writable",
     "field_names",
     "interpolate_axis",
+    "library",
     "list_presets",
     "load",
     "load_preset",

@@ -32,7 +32,7 @@ from types import ModuleType
 
 import numpy as np
 
-from . import backend, convolve, phantoms, render
+from . import backend, convolve, library, phantoms, render
 from .camera import Camera
 from .config import SimConfig
 from .psf import model_fwhm
@@ -154,7 +154,7 @@ def draw_geometry(cfg: SimConfig, seed: int, index: int) -> Geometry:
     can be drawn ahead of time in another process (the GPU trainer does, to keep the device fed)."""
     grid = Grid.from_config(cfg)
     rng = streams(seed, index)
-    sample = phantoms.sample(cfg.sample, grid.extent, rng["geometry"], slab=cfg.ndim == 2)
+    sample = library.sample(cfg.sample, grid.extent, rng["geometry"], slab=cfg.ndim == 2)
     field = (phantoms.SmoothField.draw(rng["background"], cfg.sample.background_scale)
              if cfg.sample.background_smooth > 0 else None)
     if cfg.device == "cuda":

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .config import SampleConfig
-
 
 @dataclass(frozen=True)
 class Filaments:
@@ -112,12 +110,15 @@ def _grow(start, tangent, kicks, step, box, slab, z_kick, out):  # pragma: no co
     return n
 
 
-def microtubules(params, box: np.ndarray, rng: np.random.Generator, *, slab: bool) -> Filaments:
+def microtubules(params, box: np.ndarray, rng: np.random.Generator, *, slab: bool,
+                 axis: np.ndarray | None = None, alignment: float = 0.0) -> Filaments:
     """Worm-like-chain filaments that cross the box (µm, (z, y, x) extent).
 
     Filaments start at uniform random points with random directions (in-plane within ±0.1 rad for a
     ``slab``) and grow both ways until they leave the box, so they cross its edges. Filaments are
-    added until their total length reaches ``density`` × volume (3D) or × area (slab).
+    added until their total length reaches ``density`` × volume (3D) or × area (slab). With a unit
+    ``axis``, each start direction is pulled towards it (``alignment`` 1: along it), as for
+    stress fibres; the random draws are the same either way.
     """
     box = np.asarray(box, dtype=np.float64)
     target = params.density * (box[1] * box[2] if slab else float(np.prod(box)))
@@ -136,6 +137,9 @@ def microtubules(params, box: np.ndarray, rng: np.random.Generator, *, slab: boo
         else:
             t0 = rng.standard_normal(3)
             t0 /= np.linalg.norm(t0)
+        if axis is not None:
+            t0 = alignment * np.sign(t0 @ axis + 1e-12) * axis + (1.0 - alignment) * t0
+            t0 /= max(np.linalg.norm(t0), 1e-12)
         halves = []
         for direction in (1.0, -1.0):
             kicks = sigma * rng.standard_normal((max_steps, 3))
@@ -198,13 +202,6 @@ def beads(params, box: np.ndarray, rng: np.random.Generator, *, slab: bool) -> P
     n_mean = params.density * (box[1] * box[2] if slab else float(np.prod(box)))
     pos = rng.uniform(0, 1, (rng.poisson(n_mean), 3)) * box
     return Points(pos, params.brightness * spread(rng, len(pos), params.brightness_spread))
-
-
-def sample(params: SampleConfig, box: np.ndarray, rng: np.random.Generator, *, slab: bool) -> Sample:
-    """Draw every structure of ``params`` in the box; the order of draws is fixed."""
-    return Sample(microtubules(params.microtubules, box, rng, slab=slab),
-                  granules(params.granules, box, rng, slab=slab),
-                  beads(params.beads, box, rng, slab=slab))
 
 
 # --- background ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 from numba import cuda
 
-from simulate import phantoms, render
+from simulate import library, render
 from simulate.config import SampleConfig
 from simulate.render_cuda import prepare, render_cuda, render_prepared_batch
 
@@ -27,7 +27,7 @@ for k, radius in enumerate((0.15, 0.01, 0.0)):
         "granules": {"density": 2.0 if radius else 0.0, "radius": radius or 0.1,
                      "hollow": 0.5 if radius > 0.1 else 0.0},
         "beads": {"density": 3.0}})
-    s = phantoms.sample(cfg, box, np.random.default_rng([seed, k]), slab=False)
+    s = library.sample(cfg, box, np.random.default_rng([seed, k]), slab=False)
     cpu = render.render(s, shape, spacing)
     gpu = render_cuda(s, shape, spacing).copy_to_host()
     into = cuda.to_device(np.zeros(shape, np.float32))  # rendering into a caller's array (a batch)
