@@ -104,6 +104,35 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         print(f"plot: {plot(cal, args.plot)}")
 
 
+def cmd_fit(args: argparse.Namespace) -> None:
+    import yaml
+
+    from simulate.fit import fit_image, plot_fit
+    from simulate.io import atomic_write, read_image
+
+    out = Path(args.out)
+    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
+    for p in (out, plot):  # refuse before the work, not after
+        if not p.parent.is_dir():
+            raise SynthcareError(f"cannot write {p}: folder {p.parent} does not exist")
+    image, meta = read_image(args.image)
+    dark = read_image(args.dark)[0] if args.dark else None
+    spacing = meta.get("spacing")
+    pixel = args.pixel or (float(spacing[-1]) if spacing else None)
+    bits = meta.get("bits") or 32
+    print(f"fitting {args.image} {tuple(image.shape)} (pixel "
+          f"{f'{pixel:.4g} µm' if pixel else 'unknown'}); this simulates ~40 candidates (1-2 min)")
+    fit = fit_image(image, pixel=pixel, na=args.na, ni=args.ni, wavelength=args.wavelength,
+                    psf=args.psf, offset=args.offset, dark=dark, sample=args.sample,
+                    bits=min(int(bits), 32))
+    header = [f"# synthcare fit {args.image}"] + [f"# {line}" for line in fit.report]
+    text = "\n".join(header) + "\n" + yaml.safe_dump(fit.run, sort_keys=False)
+    atomic_write(out, lambda p: p.write_text(text))
+    print("\n".join(fit.report))
+    print(f"config: {out}  (train with: synthcare train --config {out} --out RUN)")
+    print(f"figure: {plot_fit(image, fit.run, plot)}")
+
+
 def _steps_minutes(args: argparse.Namespace) -> list[str]:
     extra = []
     if args.steps is not None:
@@ -244,6 +273,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flat", nargs="+", help="TIFF stacks of flat fields, one per light level")
     p.add_argument("--em-gain", type=float, help="EM gain of an EMCCD (slope = gain·G·F², F² = 2)")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("fit", help="match the simulation to a raw image: camera, optics, photons, "
+                       "sample", description="Write a run configuration whose simulated images look "
+                       "like IMAGE (2D denoising), and a figure comparing the two.")
+    p.add_argument("image", help="raw camera image (TIFF, PNG), one 2D plane in ADU")
+    p.add_argument("--out", default="fit.yaml", help="configuration to write (default fit.yaml)")
+    p.add_argument("--plot", help="figure to write (default: --out with .png)")
+    p.add_argument("--task", default="denoise", choices=["denoise"], help="the task (denoise)")
+    p.add_argument("--pixel", type=float, help="pixel size in the sample, µm (default: the file's "
+                   "metadata, else estimated from the resolution)")
+    p.add_argument("--na", type=float, help="numerical aperture (default: estimated)")
+    p.add_argument("--ni", type=float, help="immersion refractive index")
+    p.add_argument("--wavelength", type=float, help="emission wavelength, µm (default 0.52)")
+    p.add_argument("--psf", choices=["gaussian", "widefield", "confocal"], help="PSF model "
+                   "(default widefield)")
+    p.add_argument("--offset", type=float, help="known camera offset, ADU")
+    p.add_argument("--dark", help="dark frames (TIFF), fixing offset and read noise")
+    p.add_argument("--sample", help="use this library sample instead of the best ranked "
+                   "(microtubules, granules, nuclei, cells, membranes, mitochondria, actin)")
+    p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("presets", help="list the built-in presets, or print one",
                        description="List presets; `synthcare presets NAME` prints its YAML.")

@@ -162,7 +162,8 @@ class Actin(Settings):
     fibres: float = Field(0.0, ge=0, description="stress-fibre length per µm³ (3D) or per µm² (2D), "
                           "µm; 0 disables")
     fibre_brightness: float = Field(4.0, ge=0, description="mean brightness per µm of stress fibre")
-    fibre_persistence: float = Field(100.0, gt=0, description="persistence length of fibres, µm")
+    fibre_persistence: float = Field(1000.0, gt=0, description="persistence length of fibres, µm "
+                                     "(straight over a field)")
     alignment: float = Field(0.8, ge=0, le=1, description="how parallel the fibres of one image are "
                              "(0: random directions, 1: all along one direction)")
 

@@ -110,6 +110,31 @@ def read_tiff(path: str | Path) -> tuple[np.ndarray, dict]:
     return data, {"axes": axes, "spacing": spacing}
 
 
+PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray, dict]:
+    """Read a TIFF (:func:`read_tiff`) or a PNG/JPEG/BMP (through Pillow, which matplotlib
+    already brings); returns the array and ``{'axes', 'spacing', 'bits'}``, ``bits`` the
+    integer bit depth of the file's samples (None for floats)."""
+    path = Path(path)
+    if path.suffix.lower() in PILLOW_SUFFIXES:
+        if not path.is_file():
+            raise SynthcareError(f"file not found: {path}")
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:
+                data = np.array(im)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise SynthcareError(f"cannot read image {path}: {exc}") from None
+        meta = {"axes": None, "spacing": None}
+    else:
+        data, meta = read_tiff(path)
+    bits = 8 * data.dtype.itemsize if np.issubdtype(data.dtype, np.integer) else None
+    return data, {**meta, "bits": bits}
+
+
 def ensure_writable(folder: str | Path) -> Path:
     """Create ``folder`` if needed and check a file can be written there (clear error if not)."""
     folder = Path(folder)

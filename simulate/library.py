@@ -370,7 +370,7 @@ def draw_mixture(params: SampleConfig, rng: np.random.Generator) -> SampleConfig
         s = getattr(params, name)
         f = np.exp(rng.uniform(*np.log([mix.density_range, mix.brightness_range, mix.size_range]).T))
         changes = {}
-        for field in s.model_fields:
+        for field in type(s).model_fields:
             v = getattr(s, field)
             if field in _DENSITY:
                 changes[field] = 0.0 if not on else (min(1.0, v * f[0]) if field == "coverage"

@@ -1,8 +1,9 @@
 """Run under NUMBA_ENABLE_CUDASIM=1: the CUDA rendering kernels against the CPU ones.
 
 Prints one JSON line: max abs difference, relative to the volume's maximum, and integrals, over
-three samples (ordinary granules; granules too small to cover a voxel centre, rendered as
-points; no granules), one at a time and as one batch (one launch per kernel).
+four samples (ordinary granules; granules too small to cover a voxel centre, rendered as
+points; no granules; the library's nuclei, membranes, mitochondria and actin), one at a time
+and as one batch (one launch per kernel).
 """
 
 import json
@@ -21,12 +22,19 @@ seed = int(sys.argv[1]) if len(sys.argv) > 1 else 0
 out = {"max_rel_diff": 0.0, "cpu_sum": 0.0, "gpu_sum": 0.0, "n_filaments": 0, "n_granules": 0,
        "n_beads": 0, "batch_max_rel_diff": 0.0}
 samples, renders = [], []
-for k, radius in enumerate((0.15, 0.01, 0.0)):
-    cfg = SampleConfig.model_validate({
-        "microtubules": {"density": 1.5, "persistence": 5.0},
-        "granules": {"density": 2.0 if radius else 0.0, "radius": radius or 0.1,
-                     "hollow": 0.5 if radius > 0.1 else 0.0},
-        "beads": {"density": 3.0}})
+configs = [SampleConfig.model_validate({
+    "microtubules": {"density": 1.5, "persistence": 5.0},
+    "granules": {"density": 2.0 if radius else 0.0, "radius": radius or 0.1,
+                 "hollow": 0.5 if radius > 0.1 else 0.0},
+    "beads": {"density": 3.0}}) for radius in (0.15, 0.01, 0.0)]
+# the library's other types: large ellipsoids, nucleoli that subtract, surface points, tubes
+configs.append(SampleConfig.model_validate({
+    "microtubules": {"density": 0.0}, "granules": {"density": 0.0},
+    "nuclei": {"density": 0.3, "radius": 0.8, "texture_density": 20.0, "nucleoli": 2.0},
+    "membranes": {"coverage": 1.0, "radius": 0.6},
+    "mitochondria": {"density": 1.0, "radius": 0.1, "length": 1.0},
+    "actin": {"density": 1.0, "fibres": 1.0}}))
+for k, cfg in enumerate(configs):
     s = library.sample(cfg, box, np.random.default_rng([seed, k]), slab=False)
     cpu = render.render(s, shape, spacing)
     gpu = render_cuda(s, shape, spacing).copy_to_host()
@@ -41,7 +49,7 @@ for k, radius in enumerate((0.15, 0.01, 0.0)):
     out["n_beads"] += int(len(s.beads.positions))
     samples.append(s)
     renders.append(cpu)
-order = [1, 2, 0]  # the sample without granules between two with
+order = [1, 2, 0, 3]  # the sample without granules between two with
 batch = render_prepared_batch([prepare(samples[i], shape, spacing) for i in order]).copy_to_host()
 for b, i in enumerate(order):
     rel = float(np.abs(renders[i] - batch[b]).max() / renders[i].max())
