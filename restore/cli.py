@@ -148,7 +148,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .config import load_run
     from .train import train
 
-    run = load_run(args.preset, args.config, _overrides(args, train=True) + _steps_minutes(args))
+    clean = [f"sample.images.folder={args.clean}"] if args.clean else []
+    run = load_run(args.preset, args.config, _overrides(args, train=True) + _steps_minutes(args) + clean)
+    if run.sample.images.folder:  # refuse a bad folder before any work
+        from simulate.images import load_folder
+
+        load_folder(run.sample.images.folder, tuple(run.shape))
     summary = train(run, args.out, pairs=args.pairs, resume=args.resume)
     print(f"{summary['status']}: {summary['steps']} steps in {summary['seconds'] / 60:.1f} min, "
           f"best validation loss {summary['best_val_loss']:.4f}, model in {summary['out']}")
@@ -162,6 +167,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from .predict import predict_task
     from .train import load_model
 
+    if args.report and not Path(args.report).parent.is_dir():
+        raise SynthcareError(f"cannot write --report {args.report}: its folder does not exist")
     model, run, _ = load_model(args.model)
     image, meta = read_tiff(args.input)
     axes = args.axes or _default_axes(meta.get("axes"), image.ndim)
@@ -175,6 +182,37 @@ def cmd_predict(args: argparse.Namespace) -> None:
         spacing[0] /= args.factor or run.sampling.z_factor  # planes now at the finer z-step
     write_tiff(args.output, restored, tuple(spacing), axes=axes if len(axes) == restored.ndim else None)
     print(f"restored {args.input} ({image.shape}, axes {axes}) -> {args.output} {restored.shape}")
+    if args.report:
+        _guard_report(image, restored, axes, run, args.report)
+
+
+def _guard_report(image, restored, axes: str, run, path: str) -> None:
+    """Write the guard's verdict (restore.guard) per YX plane and warn in one line if any fails."""
+    import json
+
+    import numpy as np
+
+    from simulate import atomic_write
+
+    from .guard import report
+
+    if set(axes) - set("ZYX"):
+        raise SynthcareError(f"--report checks YX images or ZYX stacks, got axes '{axes}'")
+    planes = [(image, restored)] if axes == "YX" else list(zip(np.moveaxis(image, axes.index("Z"), 0),
+                                                                 np.moveaxis(restored, axes.index("Z"), 0),
+                                                                 strict=True))
+    rows = [report(x, y, run.sim) for x, y in planes]
+    verdict = {key: (None if any(r[key] is None for r in rows) else all(r[key] for r in rows))
+               for key in ("in_distribution", "output_consistent")}
+    reasons = sorted({why for r in rows for why in r["reasons"]})
+    out = {**verdict, "reasons": reasons, "planes": rows}
+    atomic_write(Path(path), lambda p: p.write_text(json.dumps(out, indent=2)))
+    failed = [k.replace("_", " ") for k, v in verdict.items() if v is False]
+    if failed:
+        print(f"warning: the guard says this input is not {' / '.join(failed)}: "
+              f"{reasons[0]} (all reasons in {path})")
+    else:
+        print(f"guard: {path}")
 
 
 def _default_axes(tiff_axes: str | None, ndim: int) -> str:
@@ -226,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train on pairs simulated on the fly (or --pairs DIR).")
     _add_config_args(p)
     p.add_argument("--pairs", help="folder of real pairs (low/ and GT/ TIFFs with matching names)")
+    p.add_argument("--clean", help="folder of clean images of your own: semi-synthetic pairs through "
+                   "the camera model (sample.images.folder; mix with the library by "
+                   "--set sample.images.fraction=F)")
     p.add_argument("--steps", type=int, help="optimiser steps (overrides train.steps)")
     p.add_argument("--minutes", type=float, help="wall-clock budget (overrides train.minutes)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, run.yaml)")
@@ -241,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiles", default="auto", help="auto, none, or counts per axis like 1,4,4")
     p.add_argument("--factor", type=int, help="z-step / pixel of the input (upsample and isotropic "
                    "models; default: the model's)")
+    p.add_argument("--report", metavar="JSON", help="check the input against the model's training "
+                   "data and the output against the input (denoising models; see restore.guard)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="score a model on held-out simulated images",

@@ -248,14 +248,23 @@ def calibrate_image(image: np.ndarray, *, em_gain: float | None = None, offset: 
         else:
             w_k = n / (6.0 * v ** 3)  # sampling variance of a third moment: 6σ⁶/n
             (g3, b3), cov_k = _wls(m, k3, w_k)
-            if g3 <= 0 or g3 < 3.0 * np.sqrt(cov_k[0, 0]):
-                raise SynthcareError(
-                    "the image is too small or too flat to find the offset from its skewness: "
-                    "give --offset (ADU, e.g. from the camera's data sheet) or dark frames")
-            o = float(-b3 / g3)
-            # delta method for -b/a
-            J = np.array([b3 / g3 ** 2, -1.0 / g3])
-            o_se = float(np.sqrt(J @ cov_k @ J))
+            # the offset lies between the variance line's zero (no read noise: the lowest the
+            # data allow) and the darkest regions' mean (no signal there: the highest)
+            lowest, highest = float(-icept / slope), float(m.min())
+            o = float(-b3 / g3) if g3 > 0 else np.inf
+            tol = 3.0 * float(np.sqrt(max(v.min(), 0.0)) / np.sqrt(n.min()))
+            if g3 <= 0 or g3 < 3.0 * np.sqrt(cov_k[0, 0]) or not lowest - tol <= o <= highest + tol:
+                # offset-subtracted, clipped or too flat: the skewness cannot place the offset
+                o = plausible_offset(lowest, highest, slope)
+                o_se = max(highest - lowest, 0.0) / 2
+                notes.append(f"the image's skewness could not place the offset (offset-subtracted "
+                             f"or clipped?); used {o:.4g} ADU, between {lowest:.4g} (no read noise) "
+                             f"and {highest:.4g} (no signal in the darkest regions); give --offset "
+                             "or --dark for exact values")
+            else:
+                # delta method for -b/a
+                J = np.array([b3 / g3 ** 2, -1.0 / g3])
+                o_se = float(np.sqrt(J @ cov_k @ J))
         var0 = float(slope * o + icept) - 1.0 / 12.0  # remove rounding to integer ADU
         J = np.array([o, 1.0])
         var0_se = float(np.sqrt(J @ cov_v @ J + (slope * o_se) ** 2))
@@ -279,6 +288,18 @@ def calibrate_image(image: np.ndarray, *, em_gain: float | None = None, offset: 
     return Calibration(gain=float(gain), offset=o, read_noise=read_noise, em_gain=em_gain,
                        gain_se=gain_se, offset_se=o_se, read_noise_se=rn_se, bins=bins,
                        notes=tuple(notes))
+
+
+TYPICAL_READ_NOISE = 1.6  # e⁻ rms: a scientific CMOS or cooled CCD, when nothing says otherwise
+AMPLIFIED_GAIN = 3.0  # ADU per effective e⁻ above which a detector amplifies (EMCCD, PMT, HyD)
+
+
+def plausible_offset(lowest: float, highest: float, slope: float) -> float:
+    """An offset between the bounds the data allow: the variance line's zero plus a typical
+    read noise (none for an amplifying detector, whose read noise is negligible in electrons),
+    kept below the darkest regions' mean."""
+    read = 0.0 if slope > AMPLIFIED_GAIN else TYPICAL_READ_NOISE
+    return float(min(max(lowest + slope * read**2, lowest), max(highest, lowest)))
 
 
 def calibrate_flats(flats: list[np.ndarray], dark: np.ndarray, *,

@@ -168,6 +168,17 @@ class Actin(Settings):
                              "(0: random directions, 1: all along one direction)")
 
 
+class Images(Settings):
+    """Semi-synthetic samples: clean images of your own (high-SNR acquisitions, averages, a
+    public clean set) used as the expected image of a pair and passed through the camera model
+    (2D denoise and n2n tasks)."""
+
+    folder: str | None = Field(None, description="folder of clean 2D TIFF/PNG images, each at least "
+                               "as large as shape; None: library samples only")
+    fraction: float = Field(1.0, ge=0, le=1, description="fraction of the pairs made from these "
+                            "images (the rest from the library structures set here)")
+
+
 LIBRARY = ("microtubules", "granules", "beads", "nuclei", "cells", "membranes", "mitochondria",
            "actin")
 
@@ -210,6 +221,7 @@ class SampleConfig(Settings):
     mitochondria: Mitochondria = Mitochondria()
     actin: Actin = Actin()
     mixture: Mixture = Mixture()
+    images: Images = Images()
     background: float = Field(0.02, ge=0, description="uniform background, as a fraction of "
                               "camera.photons per pixel")
     background_smooth: float = Field(0.0, ge=0, description="amplitude of a smooth random background, "
@@ -352,6 +364,9 @@ class SimConfig(Settings):
             if self.sampling.z_factor < 2:
                 raise ValueError(f"task '{self.task}' needs sampling.z_factor >= 2 "
                                  f"(got {self.sampling.z_factor})")
+        if self.sample.images.folder and (self.task not in ("denoise", "n2n") or self.ndim != 2):
+            raise ValueError("sample.images (semi-synthetic pairs) works with 2D denoise and n2n "
+                             f"tasks, not task '{self.task}' with a {self.ndim}D shape")
         return self
 
     @model_validator(mode="after")

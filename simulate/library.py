@@ -12,7 +12,8 @@ generator's state.
 * cells: a few overlapping lobes per cell, each two nested ellipsoids (a soft edge);
 * membranes: a Voronoi tessellation of jittered lattice seeds; edges (2D, as vertical sheets
   through the slab) or faces (3D, as dense points) of the cells inside a random tissue patch;
-* mitochondria: worm-like chains of overlapping spheres (short thick tubes, also bacteria);
+* mitochondria: worm-like chains of overlapping balls of points (short thick tubes, also
+  bacteria);
 * actin: a dense mesh of flexible filaments and straight, aligned stress fibres;
 * microtubules, granules, beads: :mod:`simulate.phantoms`.
 
@@ -286,8 +287,12 @@ def _membranes_3d(p, box: np.ndarray, rng: np.random.Generator) -> Sample:
 
 
 # --- tubes and filaments ---------------------------------------------------------------------
+_BALL_POINTS = 96  # points per sphere of a tube: 4/3·π·27 ≈ 113 per (r/3)³ ball volume
+
+
 def mitochondria(p, box: np.ndarray, rng: np.random.Generator, *, slab: bool) -> Sample:
-    """Short thick worm-like tubes as chains of overlapping spheres (:class:`Mitochondria`)."""
+    """Short thick worm-like tubes as chains of overlapping balls, each filled with random points
+    (:class:`Mitochondria`): rendering costs the points, not the voxels the tube covers."""
     box = np.asarray(box, np.float64)
     n = rng.poisson(p.density * _measure(box, slab))
     starts = rng.uniform(0, 1, (n, 3)) * box
@@ -314,10 +319,14 @@ def mitochondria(p, box: np.ndarray, rng: np.random.Generator, *, slab: bool) ->
     if not centres:
         return _empty()
     c, r, w, own = (np.concatenate(a) for a in (centres, axes, weights, own))
-    eye = np.broadcast_to(np.eye(3), (len(c), 3, 3)).copy()
-    tubes = Ellipsoids(c, np.repeat(r[:, None], 3, 1), np.zeros(len(c)), eye, w)
+    # each sphere of the chain as points uniform in its ball (cheap to render, any size): about
+    # one point per (r/3)³, so the PSF sees a smooth tube
+    k = np.full(len(c), _BALL_POINTS)
+    ball = np.repeat(np.arange(len(c)), k)
+    pts = c[ball] + r[ball, None] * _in_ball(rng, len(ball))
+    tubes = Points(pts, np.repeat(w / k, k))
     if p.texture <= 0:
-        return _with(ell=tubes)
+        return _with(pts=tubes)
     # puncta: about one per µm of tube, at random spheres of the chain
     sizes = np.bincount(own, minlength=n)
     k = rng.poisson(np.maximum(length, 1e-3))
@@ -325,9 +334,9 @@ def mitochondria(p, box: np.ndarray, rng: np.random.Generator, *, slab: bool) ->
                            zip(sizes, k, np.cumsum(sizes) - sizes, strict=True)]).astype(np.int64)
     pick = pick[pick < len(c)]
     tube_of = own[pick]
-    pts = c[pick] + 0.5 * r[pick, None] * _in_ball(rng, len(pick))
-    w = (per_um * length * p.texture / np.maximum(k, 1))[tube_of]
-    return merge([_with(ell=tubes), _with(pts=Points(pts, w))])
+    puncta = c[pick] + 0.5 * r[pick, None] * _in_ball(rng, len(pick))
+    wp = (per_um * length * p.texture / np.maximum(k, 1))[tube_of]
+    return merge([_with(pts=tubes), _with(pts=Points(puncta, wp))])
 
 
 def actin(p, box: np.ndarray, rng: np.random.Generator, *, slab: bool) -> Sample:

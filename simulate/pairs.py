@@ -32,7 +32,7 @@ from types import ModuleType
 
 import numpy as np
 
-from . import backend, convolve, library, phantoms, render
+from . import backend, convolve, images, library, phantoms, render
 from .camera import Camera
 from .config import SimConfig
 from .psf import model_fwhm
@@ -200,6 +200,10 @@ def simulate_pairs(config: SimConfig, seed: int, indices: Sequence[int], *,
     clock = _Clock(timings, xp)
     if len(indices) == 0:
         raise ValueError("indices must not be empty")
+    if cfg.sample.images.folder:
+        use = [images.uses_image(cfg.sample.images.fraction, seed, i) for i in indices]
+        if any(use):
+            return _with_images(cfg, seed, list(indices), use, geometry)
     extra = ()
     if cfg.task == "deconvolve":
         extra = (convolve.narrow_key(cfg.target.fwhm_xy or 2 * cfg.sampling.pixel,
@@ -240,6 +244,41 @@ def simulate_pairs(config: SimConfig, seed: int, indices: Sequence[int], *,
         inp, target, clean = inp[:, 0], target[:, 0], clean[:, 0]
     inp, target, clean = (xp.ascontiguousarray(a, dtype=xp.float32) for a in (inp, target, clean))
     return Pair(inp, target, clean, im.truth if keep_truth else None)
+
+
+def _with_images(cfg: SimConfig, seed: int, indices: list[int], use: list[bool],
+                 geometry: Sequence[Geometry] | None) -> Pair:
+    """A batch where the pairs marked in ``use`` are semi-synthetic (:mod:`simulate.images`):
+    those from the user's clean images through the camera, the rest from the library (no truth
+    volumes: a user's image has none)."""
+    xp = backend.xp_for(cfg.device)
+    folder = images.load_folder(cfg.sample.images.folder, tuple(cfg.shape))
+    camera = Camera.from_config(cfg.camera)
+    rng = [streams(seed, i) for i, u in zip(indices, use, strict=True) if u]
+    crops = np.stack([images.expected_crop(folder, tuple(cfg.shape), r["geometry"]) for r in rng])
+    photons = xp.asarray((cfg.camera.photons * (cfg.sample.background + crops))[:, None]
+                         .astype(np.float32))
+    inp = camera.capture(photons, [r["noise"] for r in rng])
+    clean = camera.expected(photons)
+    if cfg.task == "n2n":
+        target = camera.capture(photons, [r["target"] for r in rng])
+    elif cfg.target.noise == "high":
+        target = _high_photon(camera, photons, cfg.target.photons / cfg.camera.photons,
+                              [r["target"] for r in rng])
+    else:
+        target = clean
+    made = [xp.ascontiguousarray(a[:, 0], dtype=xp.float32) for a in (inp, target, clean)]
+    rest = [i for i, u in zip(indices, use, strict=True) if not u]
+    if not rest:
+        return Pair(*made)
+    library_cfg = cfg.model_copy(update={"sample": cfg.sample.model_copy(
+        update={"images": cfg.sample.images.model_copy(update={"folder": None})})})
+    geo = None if geometry is None else [g for g, u in zip(geometry, use, strict=True) if not u]
+    other = simulate_pairs(library_cfg, seed, rest, geometry=geo)
+    order = np.argsort(np.concatenate([np.flatnonzero(use), np.flatnonzero(~np.asarray(use))]))
+    merged = [xp.concatenate([a, b])[xp.asarray(order)] for a, b in
+              zip(made, (other.input, other.target, other.clean), strict=True)]
+    return Pair(*merged)
 
 
 def simulate_pair(config: SimConfig, seed: int, index: int, *, keep_truth: bool = False,

@@ -1,0 +1,149 @@
+"""A guard against out-of-distribution inputs and hallucinated outputs (denoising models).
+
+A network trained on simulation restores what it was trained on, not necessarily what is in a
+user's image, and nothing in its output says so. This module checks two things per image,
+against the forward model the network was trained with (its run configuration):
+
+**in distribution** — does the input look like the training inputs?
+
+* its noise: the variance-versus-mean slope (:func:`simulate.fit.noise_line`) must match the
+  model's camera (gain × EM gain × excess noise) within ``NOISE_TOLERANCE``;
+* its photon level: the peak above background, in the camera's photons, within a factor
+  ``PHOTON_FACTOR`` of ``camera.photons``;
+* its structure: the distance of its features (signal spectrum, intensity quantiles, object
+  morphology; :func:`simulate.fit.features`) to simulated training inputs must not exceed how
+  far the training inputs lie from each other (by ``STRUCTURE_MARGIN``).
+
+**output consistent** — does the output explain the input? For denoising the input is the output
+recorded by the camera, so the residual (input − output) divided by the noise the camera model
+predicts at the output must be white unit-variance noise: its mean square near 1 everywhere (in
+blocks of 32² pixels, within the chi-square spread) and no correlation between neighbours.
+Painting structure that is not there, or smoothing away structure that is, leaves structure in
+the residual.
+
+A probabilistic (Laplace) model's mean predicted scale is reported too.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from simulate import SimConfig, simulate_pair
+from simulate.fit import (
+    _distance,
+    features,
+    intensity_stats,
+    noise_line,
+    sim_variance,
+)
+
+NOISE_TOLERANCE = 0.35  # relative mismatch of the noise slope that still counts as the same camera
+PHOTON_FACTOR = 3.0  # photon level may differ from training by this factor either way
+STRUCTURE_MARGIN = 1.5  # structure distance allowed, relative to the training images' own spread
+WHITE_CORRELATION = 0.1  # largest neighbour correlation of the normalised residual
+BLOCK = 32  # px: blocks in which the residual's mean square is tested
+GUARDED_TASKS = ("denoise", "n2n")
+
+
+def _conversion(cam) -> float:
+    """ADU per photon of a camera (qe included): gain × EM gain."""
+    return cam.gain * (cam.em_gain or 1.0) * cam.qe
+
+
+def _slope(cam) -> float:
+    """The camera's variance-versus-mean slope, ADU: gain × EM gain × excess noise factor."""
+    return cam.gain * (cam.em_gain or 1.0) * (2.0 if cam.em_gain else 1.0)
+
+
+def _electrons(image: np.ndarray, cam) -> np.ndarray:
+    return (np.asarray(image, np.float64) - cam.offset) / _conversion(cam)
+
+
+def in_distribution(image: np.ndarray, cfg: SimConfig, n_sims: int = 3) -> tuple[bool, list[str], dict]:
+    """(verdict, reasons, numbers) for one 2D input against the model's simulation ``cfg``."""
+    reasons, stats = [], {}
+    cam = cfg.camera
+    line = noise_line(image)
+    want = _slope(cam)
+    stats["noise_slope"] = line.slope
+    stats["model_noise_slope"] = want
+    if abs(line.slope / want - 1) > NOISE_TOLERANCE:
+        reasons.append(f"noise: the variance grows {line.slope:.3g} ADU per ADU of signal, the "
+                       f"model's camera {want:.3g}: another camera, gain or processing")
+    e = _electrons(image, cam)
+    st = intensity_stats(e)
+    level = st["peak"] - st["background"]
+    stats["photons"] = level
+    if not cam.photons / PHOTON_FACTOR <= level <= cam.photons * PHOTON_FACTOR:
+        reasons.append(f"photons: about {level:.3g} above background at the brightest structures, "
+                       f"the model was trained at {cam.photons:.3g}")
+    shape = tuple(min(n, 256) for n in image.shape)
+    sim_cfg = cfg.model_copy(update={"device": "cpu"}).with_overrides({"shape": list(shape)})
+    sims = [_electrons(simulate_pair(sim_cfg, 3_000_000, i).input, cam) for i in range(n_sims)]
+    var = sim_variance(cam)
+    cutoff = 0.5
+    train_f = [features(s, var, cutoff) for s in sims]
+    spread = max(_distance(a, b) for i, a in enumerate(train_f) for b in train_f[i + 1:])
+    crop = e[: shape[0], : shape[1]] if e.shape != shape else e
+    d = float(np.mean([_distance(features(crop, var, cutoff), f) for f in train_f]))
+    stats["structure_distance"] = d
+    stats["training_spread"] = spread
+    if d > STRUCTURE_MARGIN * spread:
+        reasons.append(f"structure: its spectrum and objects lie {d:.2f} from the training images "
+                       f"(which lie within {spread:.2f} of each other): the network may draw what "
+                       "it was trained on instead of what is there")
+    return not reasons, reasons, stats
+
+
+def output_consistent(image: np.ndarray, restored: np.ndarray,
+                      cfg: SimConfig) -> tuple[bool, list[str], dict]:
+    """(verdict, reasons, numbers): is input − output the camera's noise at the output?"""
+    c = cfg.camera
+    signal = np.maximum(np.asarray(restored, np.float64) - c.offset, 0.0)
+    var_adu = _slope(c) * signal + (c.gain * c.read_noise) ** 2 + 1 / 12  # + rounding to ADU
+    z = (np.asarray(image, np.float64) - restored) / np.sqrt(var_adu)
+    reasons, stats = [], {}
+    ms = float(np.mean(z**2))
+    stats["residual_mean_square"] = ms
+    ny, nx = (n // BLOCK * BLOCK for n in z.shape)
+    blocks = (z[:ny, :nx] ** 2).reshape(ny // BLOCK, BLOCK, nx // BLOCK, BLOCK).mean(axis=(1, 3))
+    # the mean square of BLOCK² unit normals has sd √(2 / BLOCK²); allow 5 sd plus 20 % for the
+    # camera model's own error
+    limit = 1.2 + 5 * math.sqrt(2 / BLOCK**2)
+    bad = float(np.mean(np.abs(blocks - 1) > limit - 1)) if blocks.size else 0.0
+    stats["blocks_off"] = bad
+    rho = [float(np.corrcoef(z[:, :-1].ravel(), z[:, 1:].ravel())[0, 1]),
+           float(np.corrcoef(z[:-1].ravel(), z[1:].ravel())[0, 1])]
+    stats["neighbour_correlation"] = rho
+    if not 1 / 1.3 <= ms <= 1.3:
+        reasons.append(f"residual: input − output has {ms:.2f}× the variance the camera explains")
+    if bad > 0.05:
+        reasons.append(f"residual: in {100 * bad:.0f}% of the {BLOCK}×{BLOCK} blocks input − output "
+                       "is not the camera's noise (structure added or removed there)")
+    if max(abs(r) for r in rho) > WHITE_CORRELATION:
+        reasons.append(f"residual: neighbouring pixels of input − output correlate "
+                       f"({max(rho, key=abs):+.2f}): it holds structure, not only noise")
+    return not reasons, reasons, stats
+
+
+def report(image: np.ndarray, restored: np.ndarray, cfg: SimConfig,
+           scale: np.ndarray | None = None) -> dict[str, Any]:
+    """The guard's verdict on one restored 2D image (see the module docstring): keys
+    ``in_distribution``, ``output_consistent`` (bools, None where the task is not guarded),
+    ``reasons`` (list of str) and ``stats``."""
+    image = np.squeeze(np.asarray(image, np.float64))
+    restored = np.squeeze(np.asarray(restored, np.float64))
+    if cfg.task not in GUARDED_TASKS or image.ndim != 2 or min(image.shape) < 64:
+        return {"in_distribution": None, "output_consistent": None, "stats": {},
+                "reasons": [f"the guard checks 2D images of at least 64×64 pixels restored by "
+                            f"{' or '.join(GUARDED_TASKS)} models"]}
+    ok_in, why_in, s_in = in_distribution(image, cfg)
+    ok_out, why_out, s_out = output_consistent(image, restored, cfg)
+    stats = {**s_in, **s_out}
+    if scale is not None:
+        stats["laplace_scale_mean"] = float(np.mean(scale))
+    return {"in_distribution": ok_in, "output_consistent": ok_out, "reasons": why_in + why_out,
+            "stats": stats}

@@ -1,0 +1,140 @@
+"""``synthcare fit``: camera, resolution, photons and sample recovered from simulated images of
+known settings; bad inputs give one clear line."""
+
+import numpy as np
+import pytest
+import yaml
+
+from restore.cli import main
+from simulate import SimConfig, SynthcareError, simulate_pair, write_tiff
+from simulate.fit import (
+    check_image,
+    electrons,
+    fit_camera,
+    fit_cutoff,
+    intensity_stats,
+    noise_line,
+    rank_samples,
+    sim_variance,
+)
+
+
+def _cfg(**over) -> SimConfig:
+    base = {"shape": [256, 256],
+            "sample": {"microtubules": {"density": 0.0}, "granules": {"density": 0.0},
+                       "nuclei": {"density": 0.01, "radius": 3.0}, "background": 0.2},
+            "optics": {"psf": "widefield", "na": 0.8, "ni": 1.0, "wavelength": 0.52},
+            "sampling": {"pixel": 0.1},
+            "camera": {"photons": 60, "qe": 1.0, "gain": 2.0, "offset": 100.0, "read_noise": 3.0}}
+    for k, v in over.items():
+        base[k] = {**base[k], **v} if isinstance(v, dict) else v
+    return SimConfig.from_dict(base)
+
+
+@pytest.mark.parametrize("gain, read", [(0.7, 3.0), (2.0, 6.0), (4.0, 2.0)])
+def test_noise_line_recovers_the_gain(gain, read):
+    cfg = _cfg(camera={"gain": gain, "read_noise": read})
+    img = np.concatenate([simulate_pair(cfg, 0, i).input for i in range(2)])
+    line = noise_line(img.astype(np.float64))
+    assert line.slope == pytest.approx(gain, rel=0.05)
+    # the variance at the offset is the read noise
+    assert np.sqrt(line.variance(100.0)) / gain == pytest.approx(read, rel=0.25)
+
+
+def test_fit_camera_with_a_known_offset():
+    cfg = _cfg(camera={"gain": 1.5, "read_noise": 4.0})
+    img = simulate_pair(cfg, 0, 0).input.astype(np.float64)
+    cam, report, _ = fit_camera(img, offset=100.0)
+    assert cam["gain"] == pytest.approx(1.5, rel=0.05)
+    assert cam["read_noise"] == pytest.approx(4.0, rel=0.15)
+    assert "em_gain" not in cam
+
+
+def test_fit_camera_offset_is_never_above_what_the_data_allow():
+    cfg = _cfg(camera={"gain": 1.0, "read_noise": 2.0, "offset": 50.0})
+    img = simulate_pair(cfg, 0, 1).input.astype(np.float64)
+    cam, report, line = fit_camera(img)
+    assert cam["offset"] <= line.bins[0, 0]  # below the darkest regions' mean
+    assert cam["offset"] == pytest.approx(50.0, abs=15.0)
+    assert any("offset" in r for r in report)
+
+
+def test_amplified_detector_is_simulated_with_an_em_register():
+    cfg = _cfg(camera={"gain": 0.25, "em_gain": 100.0, "read_noise": 20.0})
+    img = simulate_pair(cfg, 0, 0).input.astype(np.float64)
+    cam, report, line = fit_camera(img)
+    assert cam["em_gain"] == 100.0
+    assert line.slope == pytest.approx(0.25 * 100 * 2, rel=0.08)  # gain × G × F²
+    assert any("amplifying" in r for r in report)
+
+
+def test_cutoff_of_a_simulated_image():
+    cfg = _cfg(camera={"photons": 200})
+    img = simulate_pair(cfg, 0, 0).input.astype(np.float64)
+    cam, _, line = fit_camera(img, offset=100.0)
+    e = electrons(img, cam)
+    conv = cam["gain"]
+
+    def var(m):
+        return line.variance(np.asarray(m) * conv + 100.0) / conv**2
+
+    cutoff, _ = fit_cutoff(e, var, cfg.optics)
+    true = 2 * 0.8 / 0.52 * 0.1  # 2 NA / λ in cycles per pixel
+    assert cutoff == pytest.approx(true, rel=0.3)
+
+
+def test_ranking_finds_the_structure_type():
+    truth = _cfg(sample={"nuclei": {"density": 0.0},
+                         "membranes": {"coverage": 0.9, "radius": 2.5}})
+    img = simulate_pair(truth, 5, 0).input.astype(np.float64)
+    cam = truth.camera
+    e = (img - cam.offset) / cam.gain
+    st = intensity_stats(e)
+    base = truth.with_overrides({"sample.membranes.coverage": 0.0,
+                                 "camera.photons": max(st["peak"] - st["background"], 1.0)})
+    ranked = rank_samples(base, e, sim_variance(cam), 0.25, names=["membranes", "nuclei", "granules"])
+    assert ranked[0][0].startswith("membranes")
+
+
+@pytest.mark.parametrize("image, message", [
+    (np.full((100, 100), 7.0), "constant"),
+    (np.dstack([np.random.default_rng(0).random((100, 100))] * 3), "RGB"),
+    (np.random.default_rng(0).random((3, 100, 100)), "single plane"),
+    (np.where(np.eye(100) > 0, np.nan, 1.0), "NaN"),
+    (np.random.default_rng(0).random((32, 32)), "at least 64"),
+])
+def test_bad_images_are_refused_clearly(image, message):
+    with pytest.raises(SynthcareError, match=message):
+        check_image(image)
+
+
+def test_saturated_image_is_refused():
+    img = np.random.default_rng(0).poisson(50, (100, 100)).astype(float)
+    img[:, :40] = 4095
+    with pytest.raises(SynthcareError, match="saturated"):
+        check_image(img)
+
+
+def test_fit_command_writes_a_config_that_trains(tmp_path, capsys):
+    cfg = _cfg()
+    img = simulate_pair(cfg, 0, 0).input
+    write_tiff(tmp_path / "raw.tif", img.astype(np.uint16), (0.1, 0.1), dtype=np.uint16)
+    out = tmp_path / "fit.yaml"
+    code = main(["fit", str(tmp_path / "raw.tif"), "--out", str(out), "--na", "0.8",
+                 "--sample", "nuclei"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "pixel" in text and (tmp_path / "fit.png").exists()
+    run = yaml.safe_load(out.read_text())
+    assert run["sampling"]["pixel"] == pytest.approx(0.1)  # from the file's metadata
+    assert run["camera"]["gain"] == pytest.approx(2.0, rel=0.1)
+    assert run["sample"]["nuclei"]["density"] > 0
+    from restore.config import load_run
+
+    load_run(config=out)  # a valid run file
+
+
+def test_fit_command_refuses_a_missing_output_folder_before_work(tmp_path, capsys):
+    code = main(["fit", str(tmp_path / "none.tif"), "--out", str(tmp_path / "no" / "fit.yaml")])
+    assert code == 2
+    assert "does not exist" in capsys.readouterr().err
