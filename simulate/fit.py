@@ -517,6 +517,8 @@ def rank_samples(cfg: SimConfig, image_e: np.ndarray, variance_e, cutoff: float,
 
 
 MIX_WITHIN = 0.1  # a second type this close (relative distance) joins the first in a mixture
+# per-image ranges around the fitted sample's density, brightness and sizes (log-uniform)
+FIT_RANGES = {"density_range": [0.5, 2.0], "brightness_range": [0.5, 2.0], "size_range": [0.5, 2.0]}
 
 
 RESOLUTION_FACTORS = (0.45, 0.55, 0.67, 0.8, 1.0, 1.2, 1.45)
@@ -553,21 +555,25 @@ def refine_resolution(cfg: SimConfig, image_e: np.ndarray, variance_e,
 
 
 def choose_sample(ranked: list[tuple[str, float, dict]]) -> dict[str, Any]:
-    """The sample settings of the best candidate; if the best candidate of another type is
-    within :data:`MIX_WITHIN` of it, a mixture of both (each drawn per image, at the fitted
-    densities and sizes), so that a close call does not decide what the network learns."""
+    """The sample settings to train on: the best candidate, drawn per image over a range around
+    its fitted density, brightness and size (a mixture, :data:`FIT_RANGES`): the fit's estimates
+    are uncertain and a real sample varies, so the network should not learn one exact size.
+    If the best candidate of another type scores within :data:`MIX_WITHIN` of it, both types
+    are drawn (each shown in an image with probability 0.75), so that a close call does not
+    decide alone what the network learns."""
     best_label, best_d, sample = ranked[0]
     first = best_label.split(" ")[0]
-    other = next((r for r in ranked if r[0].split(" ")[0] != first), None)
-    if other is None or other[1] > best_d * (1 + MIX_WITHIN):
-        return sample
-    second = other[0].split(" ")[0]
+    structs = list(CANDIDATES[first])
     mixed = dict(sample)
-    for struct in CANDIDATES[second]:
-        mixed[struct] = other[2][struct]
-    structs = [*CANDIDATES[first], *CANDIDATES[second]]
-    mixed["mixture"] = {"types": structs, "presence": 0.75, "density_range": [0.5, 2.0],
-                        "brightness_range": [0.5, 2.0], "size_range": [0.8, 1.25]}
+    presence = 1.0
+    other = next((r for r in ranked if r[0].split(" ")[0] != first), None)
+    if other is not None and other[1] <= best_d * (1 + MIX_WITHIN):
+        second = other[0].split(" ")[0]
+        for struct in CANDIDATES[second]:
+            mixed[struct] = other[2][struct]
+        structs += list(CANDIDATES[second])
+        presence = 0.75
+    mixed["mixture"] = {"types": structs, "presence": presence, **FIT_RANGES}
     return mixed
 
 

@@ -80,6 +80,17 @@ def test_granule_integral_is_brightness(axes, inner):
     assert vol.sum(dtype=np.float64) == pytest.approx(7.0, rel=1e-4)
 
 
+@pytest.mark.parametrize("inner", [0.0, 0.6])
+def test_large_ellipsoid_integral_within_half_a_percent(inner):
+    # semi-axes of 8+ voxels are normalised by the analytic volume (no full sum over their box)
+    rng = np.random.default_rng(5)
+    ell = phantoms.Ellipsoids(np.array([[2.0, 3.0, 3.0]]), np.array([[0.85, 1.2, 1.6]]),
+                              np.array([inner]), phantoms._random_rotations(rng, 1), np.array([4.0]))
+    vol = _render(granules=ell)
+    assert vol.sum(dtype=np.float64) == pytest.approx(4.0, rel=5e-3)
+    assert render.LARGE_VOXELS * 0.1 <= 0.85  # the case is a large one
+
+
 def test_hollow_granule_is_a_shell():
     ell = phantoms.Ellipsoids(np.array([[2.0, 3.0, 3.0]]), np.array([[0.8, 0.8, 0.8]]),
                               np.array([0.8]), np.eye(3)[None], np.array([1.0]))
