@@ -44,7 +44,7 @@ def test_noise_line_recovers_the_gain(gain, read):
 def test_fit_camera_with_a_known_offset():
     cfg = _cfg(camera={"gain": 1.5, "read_noise": 4.0})
     img = simulate_pair(cfg, 0, 0).input.astype(np.float64)
-    cam, report, _ = fit_camera(img, offset=100.0)
+    cam, _, _ = fit_camera(img, offset=100.0)
     assert cam["gain"] == pytest.approx(1.5, rel=0.05)
     assert cam["read_noise"] == pytest.approx(4.0, rel=0.15)
     assert "em_gain" not in cam

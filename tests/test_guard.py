@@ -16,7 +16,7 @@ from restore.predict import predict
 from restore.train import load_model, train
 from simulate import simulate_pair, write_tiff
 
-MT = ["shape=[128,128]", "train.patch=[32,32]", "train.batch_size=8", "train.filters=8",
+MT = ["shape=[256,256]", "train.patch=[32,32]", "train.batch_size=8", "train.filters=8",
       "train.val_patches=8", "train.workers=0", "train.steps=150", "train.val_every=150",
       "camera.photons=30"]
 
@@ -32,7 +32,7 @@ def mt_model(tmp_path_factory):
 
 def _nuclei(run):
     return run.sim.with_overrides({"sample.microtubules.density": 0.0, "sample.granules.density": 0.0,
-                                   "sample.nuclei.density": 0.003, "sample.nuclei.radius": 3.0})
+                                   "sample.nuclei.density": 0.01, "sample.nuclei.radius": 2.5})
 
 
 def test_microtubules_pass_nuclei_are_flagged(mt_model):

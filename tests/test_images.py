@@ -78,6 +78,6 @@ def test_train_clean_refuses_a_bad_folder_before_any_work(tmp_path, capsys):
 
 
 def test_images_need_a_2d_denoising_task(tmp_path):
-    with pytest.raises(Exception, match="sample.images"):
+    with pytest.raises(Exception, match=r"sample\.images"):
         SimConfig.from_dict({"task": "deconvolve", "shape": [8, 64, 64],
                              "sample": {"images": {"folder": str(tmp_path)}}})

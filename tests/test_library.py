@@ -177,7 +177,7 @@ def test_mixture_draws_types_per_image():
 
 
 def test_mixture_of_a_switched_off_type_is_refused():
-    with pytest.raises(ConfigError, match="mixture.types lists nuclei"):
+    with pytest.raises(ConfigError, match=r"mixture\.types lists nuclei"):
         SimConfig.from_dict({"sample": {"mixture": {"types": ["nuclei"]}}})
 
 
