@@ -12,7 +12,7 @@ against the forward model the network was trained with (its run configuration):
   ``PHOTON_FACTOR`` of the range the simulated training inputs span;
 * its structure: its features (signal spectrum, intensity quantiles, object morphology;
   :func:`simulate.fit.features`) against those of simulated training inputs, as an rms z-score
-  over the features (each scaled by its spread among the training inputs), at most
+  over the features (each scaled by its spread among 8 training inputs, with a floor), at most
   ``STRUCTURE_Z``.
 
 **output consistent** — does the output explain the input? For denoising the input is the output
@@ -42,7 +42,7 @@ from simulate.fit import (
 
 NOISE_TOLERANCE = 0.35  # relative mismatch of the noise slope that still counts as the same camera
 PHOTON_FACTOR = 3.0  # photon level may differ from training by this factor either way
-STRUCTURE_Z = 1.5  # rms z-score of the structure features beyond which an input is foreign
+STRUCTURE_Z = 1.2  # rms z-score of the structure features beyond which an input is foreign
 WHITE_CORRELATION = 0.04  # largest neighbour correlation of the normalised residual (real camera
 # noise: below 0.02; its estimate on 256² pixels: ±0.004)
 BLOCK = 32  # px: blocks in which the residual's mean square is tested
@@ -63,6 +63,9 @@ def _electrons(image: np.ndarray, cam) -> np.ndarray:
     return (np.asarray(image, np.float64) - cam.offset) / _conversion(cam)
 
 
+_MORPH_FLOOR = np.full(15, 0.3)  # 5 statistics × 3 levels of simulate.fit.morphology
+
+
 def _level(e: np.ndarray) -> float:
     """Photons above background at an image's brightest structures."""
     st = intensity_stats(e)
@@ -76,7 +79,7 @@ def _vector(e: np.ndarray, var) -> np.ndarray:
     return np.concatenate([np.nan_to_num(spec, nan=0.0), quantiles, morph])
 
 
-def in_distribution(image: np.ndarray, cfg: SimConfig, n_sims: int = 6) -> tuple[bool, list[str], dict]:
+def in_distribution(image: np.ndarray, cfg: SimConfig, n_sims: int = 8) -> tuple[bool, list[str], dict]:
     """(verdict, reasons, numbers) for one 2D input against the model's simulation ``cfg``."""
     reasons, stats = [], {}
     cam = cfg.camera
@@ -104,7 +107,12 @@ def in_distribution(image: np.ndarray, cfg: SimConfig, n_sims: int = 6) -> tuple
     diff = _vector(crop, var) - train.mean(axis=0)
     sd = train.std(axis=0, ddof=1)
     used = (sd > 1e-9) | (np.abs(diff) > 1e-9)  # not rings that are empty in every image
-    z = diff[used] / (sd[used] + 0.05)
+    # a floor under the spread of few training images: 0.3 in log units (spectrum, morphology),
+    # 0.05 for the quantiles (fractions of the peak), so one feature that happens to be constant
+    # in training (no holes, say) cannot decide alone
+    n_spec = len(train[0]) - 9 - len(_MORPH_FLOOR)
+    floor = np.concatenate([np.full(n_spec, 0.3), np.full(9, 0.05), _MORPH_FLOOR])
+    z = diff[used] / np.maximum(sd[used], floor[used])
     d = float(np.sqrt(np.mean(z**2))) if used.any() else 0.0
     stats["structure_z"] = d
     if d > STRUCTURE_Z:
