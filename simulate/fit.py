@@ -461,13 +461,22 @@ def morphology(rel: np.ndarray, levels: tuple[float, ...] = (0.25, 0.45, 0.65)) 
     return np.array(out)
 
 
-def _distance(a: tuple, b: tuple) -> float:
+def _spectrum_distance(a: tuple, b: tuple) -> float:
+    """rms difference of two log signal spectra over their common rings (shape only)."""
     both = np.isfinite(a[0]) & np.isfinite(b[0])
     if both.sum() < 3:
+        return math.inf
+    d = a[0][both] - b[0][both]
+    return float(np.sqrt(np.mean((d - d.mean()) ** 2)))
+
+
+def _distance(a: tuple, b: tuple) -> float:
+    """How far two images' :func:`features` lie apart: the spectrum's shape (plus a penalty for
+    rings where only one shows signal), the intensity quantiles and the morphology."""
+    spec = _spectrum_distance(a, b)
+    if math.isinf(spec):
         spec = 3.0
     else:
-        d = a[0][both] - b[0][both]
-        spec = float(np.sqrt(np.mean((d - d.mean()) ** 2)))
         spec += 0.5 * (np.isfinite(a[0]) ^ np.isfinite(b[0])).sum() / max(np.isfinite(a[0]).sum(), 1)
     return (spec + 2.0 * float(np.sqrt(np.mean((a[1] - b[1]) ** 2)))
             + 1.5 * float(np.sqrt(np.mean((a[2] - b[2]) ** 2))))
@@ -522,15 +531,6 @@ FIT_RANGES = {"density_range": [0.5, 2.0], "brightness_range": [0.5, 2.0], "size
 
 
 RESOLUTION_FACTORS = (0.45, 0.55, 0.67, 0.8, 1.0, 1.2, 1.45)
-
-
-def _spectrum_distance(a: tuple, b: tuple) -> float:
-    """rms difference of two log signal spectra over their common rings (shape only)."""
-    both = np.isfinite(a[0]) & np.isfinite(b[0])
-    if both.sum() < 3:
-        return math.inf
-    d = a[0][both] - b[0][both]
-    return float(np.sqrt(np.mean((d - d.mean()) ** 2)))
 
 
 def refine_resolution(cfg: SimConfig, image_e: np.ndarray, variance_e,
