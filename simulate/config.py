@@ -132,6 +132,8 @@ class Membranes(Settings):
                                      "membranes")
     patch_scale: float = Field(5.0, gt=0, description="size of the tissue patches, in cell radii "
                                "(where coverage < 1)")
+    fill: float = Field(0.0, ge=0, description="brightness per µm³ of the cells' interiors (the "
+                        "cytoplasm), relative to the membranes' brightness; 0: dark interiors")
 
 
 class Mitochondria(Settings):

@@ -239,7 +239,20 @@ def _membranes_2d(p, box: np.ndarray, rng: np.random.Generator) -> Sample:
     verts[..., 1:] = ends[:, None]
     starts = np.arange(0, 2 * m * nl + 1, 2, dtype=np.int64)
     fil = Filaments(verts.reshape(-1, 3), starts, np.repeat(bright / nl * box[0], nl))
-    return _with(fil=fil)
+    centres = np.column_stack([np.full(len(seeds), box[0] / 2), seeds])
+    return merge([_with(fil=fil), _with(ell=_interiors(p, centres[inside], rng))])
+
+
+def _interiors(p, centres: np.ndarray, rng: np.random.Generator) -> Ellipsoids | None:
+    """The cells' interiors (``fill``): a ball of 0.8 cell radii at each cell centre, each cell
+    with its own brightness (coefficient of variation 0.5)."""
+    if p.fill <= 0 or not len(centres):
+        return None
+    n = len(centres)
+    r = 0.8 * p.radius
+    total = p.fill * p.brightness * spread(rng, n, 0.5) * 4 / 3 * np.pi * r**3
+    return Ellipsoids(centres, np.full((n, 3), r), np.zeros(n),
+                      np.broadcast_to(np.eye(3), (n, 3, 3)).copy(), total)
 
 
 def _membranes_3d(p, box: np.ndarray, rng: np.random.Generator) -> Sample:
@@ -283,7 +296,8 @@ def _membranes_3d(p, box: np.ndarray, rng: np.random.Generator) -> Sample:
     pos = (1 - s)[:, None] * t[own, 0] + (s * (1 - r2))[:, None] * t[own, 1] + (s * r2)[:, None] * t[own, 2]
     w = (bright * area / k)[own]
     keep = np.all((pos >= -0.5) & (pos <= box + 0.5), axis=1)
-    return _with(pts=Points(pos[keep], w[keep]))
+    near = np.all((seeds > -a) & (seeds < box + a), axis=1) & inside
+    return merge([_with(pts=Points(pos[keep], w[keep])), _with(ell=_interiors(p, seeds[near], rng))])
 
 
 # --- tubes and filaments ---------------------------------------------------------------------

@@ -79,6 +79,17 @@ def test_membranes_coverage_selects_a_patch():
     assert 0.2 < ratio < 0.55  # cells inside the patch and the edges bounding it
 
 
+def test_membranes_fill_puts_signal_inside_the_cells():
+    dark = library.membranes(Membranes(coverage=1.0, radius=4.0), BOX, _rng(4), slab=True)
+    lit = library.membranes(Membranes(coverage=1.0, radius=4.0, fill=0.5), BOX, _rng(4), slab=True)
+    assert np.array_equal(dark.filaments.vertices, lit.filaments.vertices)  # same tissue
+    assert len(dark.granules.centres) == 0
+    interiors = lit.granules
+    assert np.allclose(interiors.axes, 0.8 * 4.0)  # a ball of 0.8 cell radii per cell
+    vol = 4 / 3 * np.pi * 3.2**3
+    assert np.mean(interiors.brightness) / vol == pytest.approx(0.5, rel=0.15)
+
+
 def test_membranes_3d_surface_density():
     p = Membranes(coverage=1.0, radius=2.0, brightness=2.0, brightness_spread=0.0)
     box = np.array([6.0, 12.0, 12.0])
