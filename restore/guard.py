@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from simulate import SimConfig, simulate_pair
+from simulate import Camera, SimConfig, simulate_pair
 from simulate.fit import (
     features,
     intensity_stats,
@@ -49,18 +49,14 @@ BLOCK = 32  # px: blocks in which the residual's mean square is tested
 GUARDED_TASKS = ("denoise", "n2n")
 
 
-def _conversion(cam) -> float:
-    """ADU per photon of a camera (qe included): gain × EM gain."""
-    return cam.gain * (cam.em_gain or 1.0) * cam.qe
-
-
 def _slope(cam) -> float:
     """The camera's variance-versus-mean slope, ADU: gain × EM gain × excess noise factor."""
     return cam.gain * (cam.em_gain or 1.0) * (2.0 if cam.em_gain else 1.0)
 
 
 def _electrons(image: np.ndarray, cam) -> np.ndarray:
-    return (np.asarray(image, np.float64) - cam.offset) / _conversion(cam)
+    """Photons of an image in ADU under the camera settings ``cam`` (its own inverse)."""
+    return Camera.from_config(cam).photons_from_expected(image).astype(np.float64)
 
 
 _MORPH_FLOOR = np.full(15, 0.3)  # 5 statistics × 3 levels of simulate.fit.morphology

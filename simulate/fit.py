@@ -691,10 +691,8 @@ def plot_fit(image: np.ndarray, run: dict[str, Any], path, *, seed: int = 0):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .config import SimConfig as Cfg
-
     a = check_image(image)
-    sim_cfg = Cfg.model_validate({k: v for k, v in run.items() if k != "train"})
+    sim_cfg = SimConfig.model_validate({k: v for k, v in run.items() if k != "train"})
     sim_cfg = sim_cfg.with_overrides({"shape": [int(n) for n in a.shape]})
     sim = simulate_pair(sim_cfg, seed, 0).input.astype(np.float64)
     lo, hi = np.percentile(a, [0.5, 99.8])
