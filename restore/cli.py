@@ -14,7 +14,7 @@ from pathlib import Path
 
 from simulate import field_names, list_presets, load, preset_text
 from simulate.config import camera_overrides
-from simulate.errors import SynthcareError
+from simulate.errors import Interrupted, SynthcareError
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -41,15 +41,26 @@ def _overrides(args: argparse.Namespace, *, train: bool = False) -> list[str]:
 
 def cmd_simulate(args: argparse.Namespace) -> None:
     from simulate.io import preview, write_dataset
+    from simulate.pairs import check
+    from simulate.paths import check_output_file, check_output_folder
 
+    if not (args.out or args.preview):
+        raise SynthcareError("give --out DIR (and --n N) to write a dataset, or --preview PNG")
+    if args.seed is not None and args.seed < 0:
+        raise SynthcareError(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.n < 1:
+        raise SynthcareError(f"--n must be at least 1, got {args.n}")
+    if args.preview:
+        check_output_file(args.preview, "--preview")
+    if args.out:
+        check_output_folder(args.out, "--out")
     cfg = load(args.preset, args.config, _overrides(args))
+    check(cfg)
+    if args.out:
+        out = write_dataset(cfg, args.out, args.n, seed=args.seed, overwrite=args.overwrite)
+        print(f"dataset: {out}  ({args.n} pairs, task {cfg.task}, shape {list(cfg.shape)})")
     if args.preview:
         print(f"preview: {preview(cfg, args.preview, seed=args.seed)}")
-    if args.out:
-        out = write_dataset(cfg, args.out, args.n, seed=args.seed)
-        print(f"dataset: {out}  ({args.n} pairs, task {cfg.task}, shape {list(cfg.shape)})")
-    elif not args.preview:
-        raise SynthcareError("give --out DIR (and --n N) to write a dataset, or --preview PNG")
 
 
 def cmd_presets(args: argparse.Namespace) -> None:
@@ -68,8 +79,11 @@ def cmd_presets(args: argparse.Namespace) -> None:
 
 
 def cmd_study(args: argparse.Namespace) -> None:
+    from simulate.paths import check_output_folder
+
     from .study import run_study
 
+    check_output_folder(args.out, "--out")
     rows = run_study(args.study, args.out)
     print(f"study: {len(rows)} points; report {Path(args.out) / 'report.md'}")
 
@@ -80,7 +94,11 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     from simulate import read_tiff
     from simulate.calibrate import calibrate_flats, calibrate_image, plot
     from simulate.io import atomic_write
+    from simulate.paths import check_output_file, make_parent
 
+    check_output_file(args.out, "--out")
+    if args.plot:
+        check_output_file(args.plot, "--plot")
     dark = read_tiff(args.dark)[0] if args.dark else None
     if args.flat:
         if dark is None:
@@ -97,11 +115,11 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
              f"{cal.offset_se:.2g} ADU, read noise {cal.read_noise:.3g} ± {cal.read_noise_se:.2g} e-"]
     lines += [f"# note: {n}" for n in cal.notes]
     text = "\n".join(lines) + "\n" + yaml.safe_dump({"camera": cal.camera_section()}, sort_keys=False)
-    atomic_write(Path(args.out), lambda p: p.write_text(text))
+    atomic_write(make_parent(args.out), lambda p: p.write_text(text))
     print("\n".join(line.lstrip("# ") for line in lines[1:]))
     print(f"camera section: {args.out}  (use with --camera {args.out})")
     if args.plot:
-        print(f"plot: {plot(cal, args.plot)}")
+        print(f"plot: {plot(cal, make_parent(args.plot))}")
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
@@ -109,12 +127,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
 
     from simulate.fit import fit_image, plot_fit
     from simulate.io import atomic_write, read_image
+    from simulate.paths import check_output_file, make_parent
 
-    out = Path(args.out)
-    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
-    for p in (out, plot):  # refuse before the work, not after
-        if not p.parent.is_dir():
-            raise SynthcareError(f"cannot write {p}: folder {p.parent} does not exist")
+    out = check_output_file(args.out, "--out")  # refuse before the work, not after
+    plot = check_output_file(args.plot or out.with_suffix(".png"), "--plot")
     image, meta = read_image(args.image)
     dark = read_image(args.dark)[0] if args.dark else None
     spacing = meta.get("spacing")
@@ -127,10 +143,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
                     bits=min(int(bits), 32))
     header = [f"# synthcare fit {args.image}"] + [f"# {line}" for line in fit.report]
     text = "\n".join(header) + "\n" + yaml.safe_dump(fit.run, sort_keys=False)
-    atomic_write(out, lambda p: p.write_text(text))
+    atomic_write(make_parent(out), lambda p: p.write_text(text))
     print("\n".join(fit.report))
     print(f"config: {out}  (train with: synthcare train --config {out} --out RUN)")
-    print(f"figure: {plot_fit(image, fit.run, plot)}")
+    print(f"figure: {plot_fit(image, fit.run, make_parent(plot))}")
 
 
 def _steps_minutes(args: argparse.Namespace) -> list[str]:
@@ -158,17 +174,22 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"{summary['status']}: {summary['steps']} steps in {summary['seconds'] / 60:.1f} min, "
           f"best validation loss {summary['best_val_loss']:.4f}, model in {summary['out']}")
     if summary["status"] == "interrupted":
-        print("resume with the same command and --resume")
+        raise Interrupted("interrupted after checkpointing; resume with the same command and "
+                          "--resume")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from simulate import read_tiff, write_tiff
+    from simulate.paths import check_output_file, make_parent, same_file
 
     from .predict import predict_task
     from .train import load_model
 
-    if args.report and not Path(args.report).parent.is_dir():
-        raise SynthcareError(f"cannot write --report {args.report}: its folder does not exist")
+    check_output_file(args.output, "-o")
+    if same_file(args.output, args.input):
+        raise SynthcareError(f"-o {args.output} is the input image: give another output file")
+    if args.report:
+        check_output_file(args.report, "--report")
     model, run, _ = load_model(args.model)
     image, meta = read_tiff(args.input)
     axes = args.axes or _default_axes(meta.get("axes"), image.ndim)
@@ -180,8 +201,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
     spacing = list(meta.get("spacing") or (1.0,) * min(3, image.ndim))
     if run.task in ("upsample", "isotropic") and len(spacing) == 3:
         spacing[0] /= args.factor or run.sampling.z_factor  # planes now at the finer z-step
-    write_tiff(args.output, restored, tuple(spacing), axes=axes if len(axes) == restored.ndim else None)
-    print(f"restored {args.input} ({image.shape}, axes {axes}) -> {args.output} {restored.shape}")
+    written = write_tiff(make_parent(args.output), restored, tuple(spacing),
+                         axes=axes if len(axes) == restored.ndim else None)
+    print(f"restored {args.input} ({image.shape}, axes {axes}) -> {args.output} {restored.shape}"
+          + (f" (axes {written})" if written != axes else ""))
     if args.report:
         _guard_report(image, restored, axes, run, args.report)
 
@@ -193,6 +216,7 @@ def _guard_report(image, restored, axes: str, run, path: str) -> None:
     import numpy as np
 
     from simulate import atomic_write
+    from simulate.paths import make_parent
 
     from .guard import report
 
@@ -206,7 +230,7 @@ def _guard_report(image, restored, axes: str, run, path: str) -> None:
                for key in ("in_distribution", "output_consistent")}
     reasons = sorted({why for r in rows for why in r["reasons"]})
     out = {**verdict, "reasons": reasons, "planes": rows}
-    atomic_write(Path(path), lambda p: p.write_text(json.dumps(out, indent=2)))
+    atomic_write(make_parent(path), lambda p: p.write_text(json.dumps(out, indent=2)))
     failed = [k.replace("_", " ") for k, v in verdict.items() if v is False]
     if failed:
         print(f"warning: the guard says this input is not {' / '.join(failed)}: "
@@ -240,8 +264,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    from simulate.paths import check_output_folder
+
     from .demo import demo
 
+    check_output_folder(args.out, "--out")
     demo(args.out, minutes=args.minutes)
 
 
@@ -258,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder")
     p.add_argument("--seed", type=int, default=None, help="dataset seed (default: the config's)")
     p.add_argument("--preview", metavar="PNG", help="write a montage of pair 0")
+    p.add_argument("--overwrite", action="store_true", help="write into --out even if it holds "
+                   "files synthcare did not write (they may be replaced)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("train", help="train a CARE network on simulated (or real) pairs",
@@ -355,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     except SynthcareError as exc:
         print(f"synthcare: error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(f"synthcare: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("synthcare: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

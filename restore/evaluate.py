@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from simulate import Camera, SimConfig, atomic_write, simulate_pair, simulate_volume
+from simulate import Camera, SimConfig, SynthcareError, atomic_write, simulate_pair, simulate_volume
+from simulate.paths import check_output_file, make_parent
 
 from . import baselines
 from .data import TEST_OFFSET, VALIDATION_OFFSET
@@ -76,6 +77,10 @@ def evaluate(run_dir: str | Path, n: int = 8, *, json_path: str | Path | None = 
     configuration; ``best_baseline`` names the baseline with the highest PSNR. With ``keep`` the
     first case's images are returned under ``'images'`` (input | best baseline | network | ground
     truth)."""
+    if n < 1:
+        raise SynthcareError(f"--n must be at least 1 held-out case, got {n}")
+    if json_path is not None:
+        check_output_file(json_path, "--json")
     model, run, _ = load_model(run_dir)
     return evaluate_model(model, run.sim, run.seed, n, json_path=json_path, progress=progress,
                           keep=keep)
@@ -103,7 +108,7 @@ def evaluate_model(model, cfg: SimConfig, seed: int, n: int = 8, *,
                                   key=lambda m: result[m]["psnr"])
     result["task"], result["n"] = cfg.task, n
     if json_path is not None:
-        atomic_write(Path(json_path), lambda p: p.write_text(json.dumps(result, indent=2)))
+        atomic_write(make_parent(json_path), lambda p: p.write_text(json.dumps(result, indent=2)))
     if keep:
         outputs, ref = kept
         first = next(iter(outputs))  # the input, or its linear interpolation

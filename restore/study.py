@@ -32,6 +32,7 @@ from pydantic import Field
 
 from simulate import ConfigError, Settings, atomic_write, ensure_writable, read_yaml
 from simulate.config import apply_overrides, load_preset, validate
+from simulate.paths import check_output_folder, folder_lock
 
 from .config import RunConfig
 from .data import model_ndim
@@ -119,7 +120,13 @@ def _train(runs: list[RunConfig], run_dir: Path, mixture: bool, progress: bool) 
 def run_study(path: str | Path, out: str | Path, *, progress: bool = True) -> list[dict]:
     """Run (or resume) the study in ``path`` into the folder ``out``; returns its rows."""
     study, points, runs = load_study(path)
-    out = ensure_writable(out)
+    out = check_output_folder(out, "--out")
+    with folder_lock(out, "study"):
+        return _run_points(study, points, runs, ensure_writable(out), progress)
+
+
+def _run_points(study, points: list[dict], runs: list, out: Path, progress: bool) -> list[dict]:
+    """The study's points not yet on disk: train, evaluate and record each; then the report."""
     spec = study.model_dump(mode="json")
     spec_file = out / "study.json"
     if spec_file.exists():

@@ -17,6 +17,7 @@ import itertools
 import math
 import os
 import signal
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from simulate import SimConfig, SynthcareError, atomic_write, ensure_writable, versions
+from simulate.paths import check_output_folder, folder_lock
 
 from . import losses
 from .config import RunConfig
@@ -91,23 +93,54 @@ def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
+def read_checkpoint(path: Path) -> dict:
+    """One checkpoint file, or one line saying it is corrupt (truncated, overwritten) or not a
+    synthcare checkpoint."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, pickle errors, …
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise SynthcareError(f"{path} is corrupt or not a checkpoint ({why})") from None
+    if not isinstance(ck, dict) or not {"model", "unet", "run"} <= ck.keys():
+        raise SynthcareError(f"{path} is not a synthcare checkpoint (it lacks the model, unet and "
+                             "run entries)")
+    return ck
+
+
 def load_checkpoint(run_dir: str | Path, name: str | None = None) -> dict:
-    """``best.pt`` if it exists, else ``last.pt`` (or the named one), loaded on the CPU."""
+    """``best.pt`` if it exists and is readable, else ``last.pt`` (with a one-line warning on
+    stderr when ``best.pt`` is unreadable), or the named one; loaded on the CPU."""
     run_dir = Path(run_dir)
-    names = [name] if name else list(CHECKPOINTS)
+    names = [n for n in ([name] if name else CHECKPOINTS) if (run_dir / n).is_file()]
+    if not names:
+        raise SynthcareError(f"no checkpoint ({name or ' or '.join(CHECKPOINTS)}) in {run_dir}: "
+                             "train a model first")
+    errors = []
     for n in names:
-        if (run_dir / n).is_file():
-            return torch.load(run_dir / n, map_location="cpu", weights_only=False)
-    raise SynthcareError(f"no checkpoint ({' or '.join(names)}) in {run_dir}: train a model first")
+        try:
+            ck = read_checkpoint(run_dir / n)
+        except SynthcareError as exc:
+            errors.append(str(exc))
+            continue
+        if errors:
+            print(f"warning: {errors[0]}; using {n} instead", file=sys.stderr)
+        return ck
+    raise SynthcareError(" and ".join(errors) + ": retrain, or restore the run folder from a backup")
 
 
 def load_model(run_dir: str | Path) -> tuple[UNet, RunConfig, dict]:
     """The trained model (eval mode, CPU), its run config and the checkpoint's metadata."""
     ck = load_checkpoint(run_dir)
-    model = UNet(UNetConfig(**ck["unet"]))
-    model.load_state_dict(ck["model"])
+    try:
+        model = UNet(UNetConfig(**ck["unet"]))
+        model.load_state_dict(ck["model"])
+        run = RunConfig.model_validate(ck["run"])
+    except (TypeError, RuntimeError, ValueError) as exc:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise SynthcareError(f"the checkpoint in {run_dir} does not hold a model this version "
+                             f"can load ({why})") from None
     model.eval()
-    return model, RunConfig.model_validate(ck["run"]), ck
+    return model, run, ck
 
 
 class _Interrupt:
@@ -142,7 +175,8 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
     ``mixture`` on simulated pairs drawn in turn from several configurations (one network for a
     whole study range: batch ``b`` comes from configuration ``b mod len(mixture)``).
     """
-    out = ensure_writable(out)
+    out = check_output_folder(out, "--out")
+    _refuse_trained(out, resume)
     t = run.train
     device = pick_device(t.device)
     patch = run.patch
@@ -182,6 +216,9 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
         vals = [validation_set(s, seed=run.seed, patch=patch,
                                n_patches=max(1, t.val_patches // len(sims))) for s in sims]
         val_x, val_y = (np.concatenate(a) for a in zip(*vals, strict=True))
+    if _no_signal(val_y):
+        print("warning: the training targets carry no signal (every validation patch is constant): "
+              "check the sample settings and camera.photons (or the pairs)", file=sys.stderr)
     if len(patch) != ndim:
         raise SynthcareError(f"train.patch {list(patch)} must have {ndim} entries for this task")
 
@@ -193,129 +230,144 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
     loss_fn = losses.get(t.loss)
     prob = model.cfg.probabilistic
     step, best, elapsed = 0, math.inf, 0.0
-    if resume:
-        ck = load_checkpoint(out, "last.pt")
-        saved = RunConfig.model_validate(ck["run"]).model_dump(mode="json")  # newer defaults filled
-        if _without_budget(saved) != _without_budget(run.model_dump(mode="json")):
-            raise SynthcareError(f"--resume: {out} was trained with another configuration "
-                                 "(only train.steps and train.minutes may change)")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        step, best, elapsed = ck["step"], ck["best_val"], ck["seconds"]
-    elif any((out / n).exists() for n in CHECKPOINTS):
-        raise SynthcareError(f"{out} already holds a trained model: use --resume or another --out")
-    atomic_write(out / "run.yaml", lambda p: run.to_yaml(p))
+    with folder_lock(out, "training"):
+        _refuse_trained(out, resume)  # again under the lock: another writer may have finished
+        ensure_writable(out)
+        if resume:
+            ck = load_checkpoint(out, "last.pt")
+            saved = RunConfig.model_validate(ck["run"]).model_dump(mode="json")  # newer defaults filled
+            if _without_budget(saved) != _without_budget(run.model_dump(mode="json")):
+                raise SynthcareError(f"--resume: {out} was trained with another configuration "
+                                     "(only train.steps and train.minutes may change)")
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            step, best, elapsed = ck["step"], ck["best_val"], ck["seconds"]
+        atomic_write(out / "run.yaml", lambda p: run.to_yaml(p))
 
-    cuda = device.type == "cuda"
-    bf16 = t.bf16 if t.bf16 is not None else cuda
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-    memory_format = memory_format_for(ndim, cuda)
-    model = model.to(memory_format=memory_format)
-    val_x_t, val_y_t = torch.from_numpy(val_x).to(device), torch.from_numpy(val_y).to(device)
-    # bench_train.py, 2 cores: in-process simulation waits 2-3 % of step time, a worker process
-    # 4-12 % (it competes with training for the same cores)
-    workers = t.workers if t.workers is not None else 0
-    # spawn, not fork: the simulator's OpenMP threads make fork() unsafe in the parent
-    if gpu_pairs:
-        loader = (make_batch(b) for b in itertools.count(step))  # already tensors on the device
-    else:
-        loader = torch.utils.data.DataLoader(BatchStream(make_batch, start=step), batch_size=None,
-                                             num_workers=workers, pin_memory=cuda,
-                                             multiprocessing_context="spawn" if workers else None,
-                                             prefetch_factor=2 if workers else None)
-    writer = _tensorboard(out)
-    log_path = out / "log.csv"
-    if not resume or not log_path.exists():
-        with open(log_path, "w", newline="") as f:
-            csv.writer(f).writerow(LOG_FIELDS)
+        cuda = device.type == "cuda"
+        bf16 = t.bf16 if t.bf16 is not None else cuda
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+        memory_format = memory_format_for(ndim, cuda)
+        model = model.to(memory_format=memory_format)
+        val_x_t, val_y_t = torch.from_numpy(val_x).to(device), torch.from_numpy(val_y).to(device)
+        # bench_train.py, 2 cores: in-process simulation waits 2-3 % of step time, a worker process
+        # 4-12 % (it competes with training for the same cores)
+        workers = t.workers if t.workers is not None else 0
+        # spawn, not fork: the simulator's OpenMP threads make fork() unsafe in the parent
+        if gpu_pairs:
+            loader = (make_batch(b) for b in itertools.count(step))  # already tensors on the device
+        else:
+            loader = torch.utils.data.DataLoader(BatchStream(make_batch, start=step), batch_size=None,
+                                                 num_workers=workers, pin_memory=cuda,
+                                                 multiprocessing_context="spawn" if workers else None,
+                                                 prefetch_factor=2 if workers else None)
+        writer = _tensorboard(out)
+        log_path = out / "log.csv"
+        if not resume or not log_path.exists():
+            with open(log_path, "w", newline="") as f:
+                csv.writer(f).writerow(LOG_FIELDS)
 
-    def checkpoint(name: str) -> None:
-        save_checkpoint(out / name, {
-            "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "step": step, "best_val": best, "seconds": elapsed,
-            "unet": model.cfg.to_dict(), "run": run.model_dump(mode="json"),
-            "pairs": str(pairs) if pairs is not None else None, "versions": versions()})
+        def checkpoint(name: str) -> None:
+            save_checkpoint(out / name, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "step": step, "best_val": best, "seconds": elapsed,
+                "unet": model.cfg.to_dict(), "run": run.model_dump(mode="json"),
+                "pairs": str(pairs) if pairs is not None else None, "versions": versions()})
 
-    def validate() -> tuple[float, float]:
-        model.eval()
-        with torch.no_grad(), autocast:
-            pred = model(val_x_t.to(memory_format=memory_format)).float()
+        def validate() -> tuple[float, float]:
+            model.eval()
+            with torch.no_grad(), autocast:
+                pred = model(val_x_t.to(memory_format=memory_format)).float()
+            model.train()
+            return float(loss_fn(pred, val_y_t)), psnr(losses.mean_of(pred, prob), val_y_t)
+
+        total = t.steps if t.steps is not None else None
+        bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not progress,
+                   dynamic_ncols=True)
+        window, window_steps, data_wait, logged_at = 0.0, 0, 0.0, elapsed
+        val_loss, val_psnr = math.nan, math.nan
+        t_mark = time.perf_counter()
+        status = "finished"
         model.train()
-        return float(loss_fn(pred, val_y_t)), psnr(losses.mean_of(pred, prob), val_y_t)
-
-    total = t.steps if t.steps is not None else None
-    bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not progress,
-               dynamic_ncols=True)
-    window, window_steps, data_wait, logged_at = 0.0, 0, 0.0, elapsed
-    val_loss, val_psnr = math.nan, math.nan
-    t_mark = time.perf_counter()
-    status = "finished"
-    model.train()
-    with _Interrupt() as interrupt:
-        batches = iter(loader)
-        while True:
-            if (t.steps is not None and step >= t.steps) or (
-                    t.minutes is not None and elapsed >= 60 * t.minutes):
-                break
-            if interrupt.requested:
-                status = "interrupted"
-                break
-            t0 = time.perf_counter()
-            x, y = next(batches)
-            data_wait += time.perf_counter() - t0
-            x = x.to(device, non_blocking=True).to(memory_format=memory_format)
-            y = y.to(device, non_blocking=True)
-            with autocast:
-                pred = model(x)
-            loss = loss_fn(pred.float(), y)
-            if t.schedule == "cosine":
-                for group in opt.param_groups:
-                    group["lr"] = cosine_lr(t, step, elapsed)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            window = window + loss.detach()  # no .item() per step: the GPU never waits for the host
-            window_steps += 1
-            now = time.perf_counter()
-            elapsed += now - t_mark
-            t_mark = now
-            bar.update(1)
-            last = (t.steps is not None and step >= t.steps) or (
-                t.minutes is not None and elapsed >= 60 * t.minutes)
-            if step % t.val_every == 0 or last or interrupt.requested:
-                val_loss, val_psnr = validate()
-                if t.schedule == "plateau":
-                    sched.step(val_loss)
-                window = float(window)
-                rate = window_steps * t.batch_size / max(elapsed - logged_at, 1e-9)
-                logged_at = elapsed
-                row = (step, round(elapsed, 3), window / window_steps, val_loss, val_psnr,
-                       opt.param_groups[0]["lr"], rate)
-                with open(log_path, "a", newline="") as f:
-                    csv.writer(f).writerow(row)
-                if writer is not None:
-                    for k, v in zip(LOG_FIELDS[2:], row[2:], strict=True):
-                        writer.add_scalar(k, v, step)
-                if val_loss < best:
-                    best = val_loss
-                    checkpoint("best.pt")
-                checkpoint("last.pt")
-                bar.set_postfix(loss=f"{window / window_steps:.4f}", val_psnr=f"{val_psnr:.2f}",
-                                patches_s=f"{rate:.1f}")
-                window, window_steps = 0.0, 0
-                t_mark = time.perf_counter()  # validation and checkpoints are not training time
-    bar.close()
-    if gpu_pairs:
-        for m in makers:
-            m.close()
-    if writer is not None:
-        writer.close()
-    if step == 0 or not (out / "last.pt").exists():
-        checkpoint("last.pt")
+        with _Interrupt() as interrupt:
+            batches = iter(loader)
+            while True:
+                if (t.steps is not None and step >= t.steps) or (
+                        t.minutes is not None and elapsed >= 60 * t.minutes):
+                    break
+                if interrupt.requested:
+                    status = "interrupted"
+                    break
+                t0 = time.perf_counter()
+                x, y = next(batches)
+                data_wait += time.perf_counter() - t0
+                x = x.to(device, non_blocking=True).to(memory_format=memory_format)
+                y = y.to(device, non_blocking=True)
+                with autocast:
+                    pred = model(x)
+                loss = loss_fn(pred.float(), y)
+                if t.schedule == "cosine":
+                    for group in opt.param_groups:
+                        group["lr"] = cosine_lr(t, step, elapsed)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                window = window + loss.detach()  # no .item() per step: the GPU never waits for the host
+                window_steps += 1
+                now = time.perf_counter()
+                elapsed += now - t_mark
+                t_mark = now
+                bar.update(1)
+                last = (t.steps is not None and step >= t.steps) or (
+                    t.minutes is not None and elapsed >= 60 * t.minutes)
+                if step % t.val_every == 0 or last or interrupt.requested:
+                    val_loss, val_psnr = validate()
+                    if t.schedule == "plateau":
+                        sched.step(val_loss)
+                    window = float(window)
+                    rate = window_steps * t.batch_size / max(elapsed - logged_at, 1e-9)
+                    logged_at = elapsed
+                    row = (step, round(elapsed, 3), window / window_steps, val_loss, val_psnr,
+                           opt.param_groups[0]["lr"], rate)
+                    with open(log_path, "a", newline="") as f:
+                        csv.writer(f).writerow(row)
+                    if writer is not None:
+                        for k, v in zip(LOG_FIELDS[2:], row[2:], strict=True):
+                            writer.add_scalar(k, v, step)
+                    if val_loss < best:
+                        best = val_loss
+                        checkpoint("best.pt")
+                    checkpoint("last.pt")
+                    bar.set_postfix(loss=f"{window / window_steps:.4f}", val_psnr=f"{val_psnr:.2f}",
+                                    patches_s=f"{rate:.1f}")
+                    window, window_steps = 0.0, 0
+                    t_mark = time.perf_counter()  # validation and checkpoints are not training time
+        bar.close()
+        if gpu_pairs:
+            for m in makers:
+                m.close()
+        if writer is not None:
+            writer.close()
+        if step == 0 or not (out / "last.pt").exists():
+            checkpoint("last.pt")
     return {"status": status, "steps": step, "seconds": elapsed, "best_val_loss": best,
             "val_psnr": val_psnr, "data_wait_s": data_wait, "out": str(out)}
+
+
+def _refuse_trained(out: Path, resume: bool) -> None:
+    """A new run must not replace a trained model; a resumed one needs ``last.pt``."""
+    if not resume and any((out / n).exists() for n in CHECKPOINTS):
+        raise SynthcareError(f"{out} already holds a trained model: use --resume or another --out")
+    if resume and not (out / "last.pt").is_file():
+        raise SynthcareError(f"--resume: {out} holds no last.pt to resume from")
+
+
+def _no_signal(targets: np.ndarray) -> bool:
+    """True if every target patch is constant (nothing to learn)."""
+    flat = targets.reshape(len(targets), -1)
+    return bool(np.all(flat.max(axis=1) - flat.min(axis=1) <= 1e-6 * max(1.0, np.abs(flat).max())))
 
 
 def cosine_lr(t, step: int, seconds: float) -> float:

@@ -14,3 +14,8 @@ class SynthcareError(ValueError):
 
 class ConfigError(SynthcareError):
     """An invalid or unknown configuration setting."""
+
+
+class Interrupted(Exception):
+    """Work stopped at the user's request (Ctrl-C) after saving what it had; the message says
+    how to continue. The command line exits with 130, the shell's status for SIGINT."""

@@ -52,18 +52,26 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
+IMAGEJ_ORDER = "TZCYX"
+
+
 def write_tiff(path: str | Path, image: np.ndarray, spacing: tuple[float, ...], *,
-               axes: str | None = None, dtype=None) -> None:
+               axes: str | None = None, dtype=None) -> str:
     """Write an ImageJ TIFF with the voxel size (µm) atomically. ``spacing`` is (dz, dy, dx) or
-    (dy, dx); ``axes`` defaults to ZYX / YX."""
+    (dy, dx); ``axes`` defaults to ZYX / YX. Axes out of ImageJ's order (e.g. the YXC of an RGB
+    input's channels) are transposed into it; returns the axes written."""
     image = np.asarray(image, dtype=dtype or np.float32)
-    axes = axes or ("ZYX" if image.ndim == 3 else "YX")
+    axes = (axes or ("ZYX" if image.ndim == 3 else "YX")).upper()
+    if set(axes) <= set(IMAGEJ_ORDER) and len(axes) == image.ndim:
+        order = sorted(range(len(axes)), key=lambda i: IMAGEJ_ORDER.index(axes[i]))
+        image, axes = np.transpose(image, order), "".join(axes[i] for i in order)
     meta = {"axes": axes, "unit": "um"}
     if len(spacing) == 3:
         meta["spacing"] = float(spacing[0])
     dy, dx = spacing[-2:]
     atomic_write(Path(path), lambda tmp: tifffile.imwrite(
         tmp, image, imagej=True, resolution=(1.0 / dx, 1.0 / dy), metadata=meta))
+    return axes
 
 
 _UNITS_UM = {"um": 1.0, "µm": 1.0, "μm": 1.0, "micron": 1.0, "microns": 1.0,
@@ -160,33 +168,86 @@ def dataset_spacing(cfg: SimConfig) -> dict[str, tuple[float, ...]]:
     return dict.fromkeys(SUBFOLDERS, low)
 
 
+def _foreign_files(out: Path) -> list[Path]:
+    """Files in ``out`` that a dataset without a manifest would overwrite or mix with: its
+    ``config.yaml`` and anything in ``low/``, ``GT/``, ``clean/`` (a folder of real pairs in
+    CSBDeep's layout must not gain simulated pairs either)."""
+    found = [out / "config.yaml"] if (out / "config.yaml").exists() else []
+    for sub in SUBFOLDERS:
+        if (out / sub).is_dir():
+            found += sorted(p for p in (out / sub).iterdir() if not p.name.startswith("."))
+    return found
+
+
+def _read_manifest(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SynthcareError(f"{path} is not a synthcare manifest ({exc}): choose another --out"
+                             ) from None
+    if not isinstance(manifest, dict) or "config" not in manifest:
+        raise SynthcareError(f"{path} is not a synthcare manifest: choose another --out")
+    return manifest
+
+
 def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None = None,
-                  progress: bool = True) -> Path:
+                  progress: bool = True, overwrite: bool = False) -> Path:
     """Simulate pairs 0 … n − 1 of dataset ``seed`` (default ``cfg.seed``) into ``out``.
 
-    Resumes an interrupted run: finished pairs are skipped; a folder holding a different
-    config or seed is refused.
+    Everything is checked before the first file is written (count, seed, folder, grid, PSF), so
+    a refused run leaves ``out`` as it was. Resumes an interrupted run: finished pairs are
+    skipped; a folder holding a different config or seed is refused, and so is a folder holding
+    files this library did not write (no manifest: e.g. real pairs in the same layout) unless
+    ``overwrite``. The folder is locked while it is written (:func:`simulate.paths.folder_lock`).
     """
+    from .pairs import check
+    from .paths import check_output_folder, folder_lock
+
     if n < 1:
         raise SynthcareError(f"--n must be at least 1, got {n}")
     seed = cfg.seed if seed is None else seed
-    out = ensure_writable(out)
+    if seed < 0:
+        raise SynthcareError(f"--seed must be a non-negative integer, got {seed}")
+    out = check_output_folder(out, "--out")
+    check(cfg)
     manifest_path = out / "manifest.json"
     # the device that simulates does not change the dataset: a run begun on a GPU may resume on a CPU
     manifest = {"config": {k: v for k, v in cfg.to_dict().items() if k != "device"}, "seed": seed}
-    if manifest_path.exists():
-        old = json.loads(manifest_path.read_text())
+
+    def existing_n() -> int:
+        old = _read_manifest(manifest_path)
+        if old is None:
+            foreign = _foreign_files(out) if out.is_dir() else []
+            if foreign and not overwrite:
+                raise SynthcareError(
+                    f"{out} holds {len(foreign)} files synthcare did not write (e.g. "
+                    f"{foreign[0].relative_to(out)}) and no manifest.json: choose another --out, "
+                    "or pass --overwrite to write the dataset there anyway")
+            return 0
         if old.get("config") != manifest["config"] or old.get("seed") != seed:
             raise SynthcareError(f"{out} holds a dataset with another config or seed; "
                                  "choose another --out or delete it")
-        n = max(n, int(old.get("n", 0)))
-    for sub in SUBFOLDERS:
-        (out / sub).mkdir(exist_ok=True)
-    manifest.update(n=n, task=cfg.task, axes="YX" if cfg.ndim == 2 else "ZYX",
-                    spacing=dataset_spacing(cfg), versions=versions(),
-                    written=datetime.now(UTC).isoformat(timespec="seconds"))
-    atomic_write(manifest_path, lambda p: p.write_text(json.dumps(manifest, indent=2)))
-    atomic_write(out / "config.yaml", lambda p: cfg.to_yaml(p))
+        return int(old.get("n", 0))
+
+    existing_n()  # refuse before creating anything
+    with folder_lock(out, "simulation"):
+        n = max(n, existing_n())  # again under the lock: another writer may have finished
+        ensure_writable(out)
+        for sub in SUBFOLDERS:
+            (out / sub).mkdir(exist_ok=True)
+        manifest.update(n=n, task=cfg.task, axes="YX" if cfg.ndim == 2 else "ZYX",
+                        spacing=dataset_spacing(cfg), versions=versions(),
+                        written=datetime.now(UTC).isoformat(timespec="seconds"))
+        atomic_write(manifest_path, lambda p: p.write_text(json.dumps(manifest, indent=2)))
+        atomic_write(out / "config.yaml", lambda p: cfg.to_yaml(p))
+        _write_pairs(cfg, out, n, seed, progress)
+    return out
+
+
+def _write_pairs(cfg: SimConfig, out: Path, n: int, seed: int, progress: bool) -> None:
+    """Simulate and write the pairs of 0 … n − 1 that are not complete on disk."""
     spacing = dataset_spacing(cfg)
     low_dtype = np.uint16 if cfg.camera.bits <= 16 and cfg.task != "isotropic" else np.float32
     width = max(4, len(str(n - 1)))
@@ -204,7 +265,6 @@ def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None =
                 write_tiff(out / "clean" / name, pairs.clean[j], spacing["clean"])
                 write_tiff(out / "low" / name, pairs.input[j], spacing["low"], dtype=low_dtype)
                 bar.update(1)
-    return out
 
 
 def _display(img: np.ndarray) -> tuple[float, float]:
@@ -250,8 +310,9 @@ def preview(cfg: SimConfig, path: str | Path, *, seed: int | None = None, index:
                  f", z-step ×{cfg.sampling.z_factor}, {cfg.camera.photons:g} photons peak — "
                  f"seed {seed}, pair {index}")
     fig.tight_layout()
-    path = Path(path)
-    ensure_writable(path.parent if str(path.parent) else ".")
+    from .paths import check_output_file, make_parent
+
+    path = make_parent(check_output_file(path, "--preview"))
     atomic_write(path, lambda p: fig.savefig(p, dpi=80, format="png"))
     plt.close(fig)
     return path

@@ -185,6 +185,16 @@ def _image(cfg: SimConfig, seed: int, indices: Sequence[int], extra_keys: tuple 
     return _Imaging(cfg, grid, rng, [g.field for g in geometry], spectrum, plan, truth, xp)
 
 
+def check(cfg: SimConfig) -> None:
+    """Everything about a config that can be refused before simulating: the grid's size, the PSF
+    (a measured PSF file is read and checked) and the folder of clean images. Raises
+    :class:`~simulate.errors.SynthcareError` with one line; the PSF is cached for the run."""
+    grid = Grid.from_config(cfg)
+    convolve.plan((convolve.optics_key(cfg.optics, cfg.ndim),), grid)
+    if cfg.sample.images.folder:
+        images.load_folder(cfg.sample.images.folder, tuple(cfg.shape))
+
+
 def simulate_pairs(config: SimConfig, seed: int, indices: Sequence[int], *,
                    keep_truth: bool = False, timings: dict[str, float] | None = None,
                    geometry: Sequence[Geometry] | None = None) -> Pair:

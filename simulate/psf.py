@@ -293,10 +293,16 @@ def measured(path: str | Path, shape: Sequence[int], spacing: Sequence[float], *
         with tifffile.TiffFile(path) as tif:
             data = np.squeeze(tif.asarray()).astype(np.float64)
             meta_spacing = tiff_spacing(tif)
-    except (tifffile.TiffFileError, ValueError) as exc:
+    except (tifffile.TiffFileError, ValueError, OSError) as exc:
         raise SynthcareError(f"PSF file {path} is not a readable TIFF: {exc}") from None
     if data.ndim not in (2, 3) or min(data.shape) < 3:
         raise SynthcareError(f"PSF file {path} must hold one 2D or 3D image, got shape {data.shape}")
+    if not np.all(np.isfinite(data)):
+        raise SynthcareError(f"PSF file {path} contains {int(np.sum(~np.isfinite(data)))} NaN or "
+                             "Inf values: fix or crop the measurement")
+    if data.sum(dtype=np.float64) <= 0:
+        raise SynthcareError(f"PSF file {path} holds no light: its total is "
+                             f"{data.sum(dtype=np.float64):.3g} (a PSF is a non-negative intensity)")
     if data.ndim == 2 and len(shape) == 3 and not thin_sample:
         raise SynthcareError(f"PSF file {path} is 2D: a 3D simulation needs a measured z-stack")
     fsp = tuple(file_spacing) if file_spacing is not None else meta_spacing

@@ -72,7 +72,7 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert main(["simulate", "--preset", "denoise2d", "--out", str(blocker / "sub")]) == 2
-    assert "not writable" in capsys.readouterr().err
+    assert "not a folder" in capsys.readouterr().err
     bad_psf = tmp_path / "psf.tif"
     bad_psf.write_text("no tiff")
     assert main(["simulate", "--preset", "denoise2d", "--set", "optics.psf=measured", "--set",
