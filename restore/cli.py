@@ -197,7 +197,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if args.factor is not None and run.task not in ("upsample", "isotropic"):
         raise SynthcareError(f"--factor applies to upsample and isotropic models, not '{run.task}'")
     restored = predict_task(model, run.task, image, axes, factor=args.factor,
-                            z_factor=run.sampling.z_factor, tiles=tiles, progress=True)
+                            z_factor=run.sampling.z_factor, tiles=tiles, progress=True,
+                            augment=args.tta)
     spacing = list(meta.get("spacing") or (1.0,) * min(3, image.ndim))
     if run.task in ("upsample", "isotropic") and len(spacing) == 3:
         spacing[0] /= args.factor or run.sampling.z_factor  # planes now at the finer z-step
@@ -311,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiles", default="auto", help="auto, none, or counts per axis like 1,4,4")
     p.add_argument("--factor", type=int, help="z-step / pixel of the input (upsample and isotropic "
                    "models; default: the model's)")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: average the "
+                   "predictions of the 8 rotations and flips of each YX plane (8x the time, "
+                   "a little more quality)")
     p.add_argument("--report", metavar="JSON", help="check the input against the model's training "
                    "data and the output against the input (denoising models; see restore.guard)")
     p.set_defaults(func=cmd_predict)

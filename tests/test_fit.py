@@ -134,7 +134,10 @@ def test_fit_command_writes_a_config_that_trains(tmp_path, capsys):
     load_run(config=out)  # a valid run file
 
 
-def test_fit_command_refuses_a_missing_output_folder_before_work(tmp_path, capsys):
-    code = main(["fit", str(tmp_path / "none.tif"), "--out", str(tmp_path / "no" / "fit.yaml")])
+def test_fit_command_refuses_an_unwritable_output_before_work(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code = main(["fit", str(tmp_path / "none.tif"), "--out", str(blocker / "fit.yaml")])
     assert code == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "not a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]

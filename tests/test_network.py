@@ -9,7 +9,7 @@ import torch
 from restore import losses
 from restore.metrics import fit_affine, scores, ssim
 from restore.normalize import jittered_affine, percentile_affine
-from restore.predict import choose_tiles, predict
+from restore.predict import choose_tiles, dihedral_mean, predict
 from restore.unet import UNet, UNetConfig, pad_to_multiple
 from simulate import SynthcareError
 
@@ -88,6 +88,20 @@ def test_tiled_equals_untiled():
     vol = np.random.default_rng(4).random((20, 60, 66)).astype(np.float32)
     assert np.abs(predict(model3, vol, "ZYX", tiles=None)
                   - predict(model3, vol, "ZYX", tiles=(1, 2, 2))).max() < 1e-4
+
+
+def test_test_time_augmentation_inverts_every_transform():
+    x = np.random.default_rng(5).random((2, 30, 41)).astype(np.float32)
+    assert np.allclose(dihedral_mean(lambda t, turned: 2 * t, x), 2 * x)
+    # a function that is not equivariant: the mean of its 8 transforms, each turned back
+    ramp = dihedral_mean(lambda t, turned: np.broadcast_to(np.arange(t.shape[-1], dtype=np.float32),
+                                                           t.shape), x)
+    assert ramp.shape == x.shape and np.allclose(ramp, ramp.mean())  # symmetric: constant
+    model = _model(2)
+    img = np.random.default_rng(6).random((70, 90)).astype(np.float32)
+    aug = predict(model, img, "YX", tiles=None, augment=True)
+    assert np.abs(aug - predict(model, img, "YX", tiles=(2, 3), augment=True)).max() < 1e-4
+    assert np.abs(aug - predict(model, img, "YX", tiles=None)).max() > 1e-4  # it does something
 
 
 def test_too_small_halo_would_show(monkeypatch):
