@@ -93,13 +93,19 @@ def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
+def _first_sentence(exc: BaseException) -> str:
+    """The first sentence of an exception's message (torch's run to several lines)."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text.split(". ")[0].rstrip(".")[:160]
+
+
 def read_checkpoint(path: Path) -> dict:
     """One checkpoint file, or one line saying it is corrupt (truncated, overwritten) or not a
     synthcare checkpoint."""
     try:
         ck = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises RuntimeError, EOFError, pickle errors, …
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        why = _first_sentence(exc)
         raise SynthcareError(f"{path} is corrupt or not a checkpoint ({why})") from None
     if not isinstance(ck, dict) or not {"model", "unet", "run"} <= ck.keys():
         raise SynthcareError(f"{path} is not a synthcare checkpoint (it lacks the model, unet and "
@@ -136,7 +142,7 @@ def load_model(run_dir: str | Path) -> tuple[UNet, RunConfig, dict]:
         model.load_state_dict(ck["model"])
         run = RunConfig.model_validate(ck["run"])
     except (TypeError, RuntimeError, ValueError) as exc:
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        why = _first_sentence(exc)
         raise SynthcareError(f"the checkpoint in {run_dir} does not hold a model this version "
                              f"can load ({why})") from None
     model.eval()

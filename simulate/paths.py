@@ -135,8 +135,8 @@ def folder_lock(folder: str | Path, what: str = "run") -> Iterator[Path]:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         if not _try_lock(fd):
             os.close(fd)
-            raise SynthcareError(f"{folder} is being written by {holder(folder)}: wait for that "
-                                 f"{what} to finish (or stop it), or choose another folder")
+            raise SynthcareError(f"{folder} is being written by {holder(folder)}: wait for it to "
+                                 f"finish (or stop it), or choose another folder for this {what}")
         try:  # the holder before us may have removed the file between our open and our lock
             if os.fstat(fd).st_ino == os.stat(path).st_ino:
                 break
