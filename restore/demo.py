@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 from simulate import ensure_writable, write_tiff
+from simulate.errors import Interrupted
 
 from .config import load_run
 from .evaluate import evaluate, figure, table
-from .train import train
+from .train import read_log, train
 
 # Chosen by measurement (3 min on 2 cores, 4 held-out images, PSNR vs the tuned Gaussian):
 # filters 32, batch 16, residual          -0.6 dB (181 steps: too few)
@@ -48,10 +49,15 @@ def demo(out: str | Path = "demo-out", *, minutes: float = 3.0, n_eval: int = 4,
     print(f"synthcare demo: 2D denoising at {run.camera.photons:g} photons peak, widefield NA "
           f"{run.optics.na}, training for {minutes:g} min on pairs simulated on the fly")
     model_dir = out / "model"
-    if (model_dir / "last.pt").exists():
+    log = read_log(model_dir) if (model_dir / "log.csv").exists() else []
+    done = (model_dir / "last.pt").exists() and bool(log) and log[-1]["seconds"] >= 60 * minutes - 1
+    if done:
         print(f"(re-using the model in {model_dir}; delete it to train again)")
-    else:
-        train(run, model_dir, progress=progress)
+    else:  # a demo interrupted while training continues where it stopped
+        summary = train(run, model_dir, progress=progress, resume=(model_dir / "last.pt").exists())
+        if summary["status"] == "interrupted":
+            raise Interrupted("demo interrupted while training (checkpointed); run it again to "
+                              "continue")
     result = evaluate(model_dir, n_eval, json_path=out / "scores.json", progress=progress, keep=True)
     images = result.pop("images")
     spacing = (run.sampling.pixel, run.sampling.pixel)
