@@ -5,7 +5,10 @@ Stages, in the order the physics happens:
 1. photon detection with quantum efficiency ``qe`` plus dark current and clock-induced charge
    ``dark`` (e⁻/pixel/frame): Poisson electrons with mean ``qe·S + dark`` (hot pixels add their
    own, fixed, dark level);
-2. optional EM gain ``G`` (EMCCD): Gamma(n, G) electrons, whose excess noise factor is F² = 2;
+2. optional electron multiplication ``G``: Gamma(n/c², c²·G) electrons, where c² = ``em_spread``
+   is the relative variance of one electron's multiplied output: 1 for an EMCCD's register
+   (exponential, excess noise factor F² = 2), ~0.1 for a PMT or HyD in analog mode
+   (F² = 1 + c²);
 3. Gaussian read noise ``read_noise`` (e⁻ rms, referred to the output amplifier, i.e. after EM
    gain);
 4. conversion ``gain`` (ADU/e⁻) and ``offset`` (ADU), rounding to integer ADU and clipping to
@@ -54,6 +57,8 @@ class Camera:
     read_noise : e⁻ rms; scalar or map.
     dark : dark current plus clock-induced charge, e⁻/pixel/frame.
     em_gain : EM multiplication (≥ 1) or None for no EM register.
+    em_spread : relative variance c² of one electron's multiplied output, (0, 1]: 1 an EMCCD's
+        register (F² = 2), ~0.1 a PMT (F² = 1 + c²).
     bits : bit depth; output clipped to [0, 2^bits − 1]. None: no clipping.
     hot_pixels : fraction of pixels with extra dark signal (a fixed pattern of the camera).
     hot_level : mean extra dark signal of a hot pixel, e⁻/frame (exponentially distributed
@@ -68,6 +73,7 @@ class Camera:
     read_noise: float | np.ndarray = 1.5
     dark: float = 0.0
     em_gain: float | None = None
+    em_spread: float = 1.0
     bits: int | None = 16
     hot_pixels: float = 0.0
     hot_level: float = 500.0
@@ -85,6 +91,7 @@ class Camera:
         _check("hot_level", self.hot_level, 0.0)
         if self.em_gain is not None:
             _check("em_gain", self.em_gain, 1.0)
+        _check("em_spread", self.em_spread, 0.0, 1.0, lo_open=True)
         if self.bits is not None and not 1 <= int(self.bits) <= 32:
             raise SynthcareError(f"camera bits must be in [1, 32] or None, got {self.bits}")
 
@@ -93,7 +100,7 @@ class Camera:
         """From a :class:`~simulate.config.CameraConfig`; ``maps`` may replace gain, offset and
         read_noise by per-pixel arrays."""
         kw = {k: getattr(cfg, k) for k in ("qe", "gain", "offset", "read_noise", "dark", "em_gain",
-                                           "bits", "hot_pixels", "hot_level", "photon_counting",
+                                           "em_spread", "bits", "hot_pixels", "hot_level", "photon_counting",
                                            "pattern_seed")}
         if maps is None and cfg.maps:
             maps = load_maps(cfg.maps)
@@ -174,7 +181,8 @@ class Camera:
                                        self.offset)]
         keys = np.array([rng_key(r) for r in rngs], np.uint64)
         args = (float(self.qe), float(self.dark), 0.0 if self.em_gain is None else float(self.em_gain),
-                bool(self.photon_counting), np.inf if self.bits is None else 2.0 ** int(self.bits) - 1)
+                float(self.em_spread), bool(self.photon_counting),
+                np.inf if self.bits is None else 2.0 ** int(self.bits) - 1)
         out = xp.empty(frames.shape, xp.float32)
         if xp is np:
             _capture(frames, *maps, *args, keys, out)
@@ -203,14 +211,15 @@ def load_maps(path: str) -> dict[str, np.ndarray]:
 
 
 @numba.njit(inline="always")
-def pixel_adu(photons, stream, qe, dark, hot, em_gain, read_noise, gain, offset, counting, top,
-              k0, k1):  # pragma: no cover - numba
+def pixel_adu(photons, stream, qe, dark, hot, em_gain, em_spread, read_noise, gain, offset, counting,
+              top, k0, k1):  # pragma: no cover - numba
     """One pixel's exposure from its own random ``stream`` under key (k0, k1) (CPU and CUDA)."""
     e, draw = poisson(qe * photons + dark + hot, stream, 0, k0, k1)
     if em_gain > 0.0 and e > 0.0:
-        # Gamma(n, G): the EM register's output for n input electrons (F² = 2)
-        g, draw = gamma(e, stream, draw, k0, k1)
-        e = g * em_gain
+        # Gamma(n/c², c²·G): n electrons' multiplied output, each with relative variance c²
+        # (c² = 1: an EM register's exponential, F² = 2); the shape n/c² ≥ 1 as c² ≤ 1
+        g, draw = gamma(e / em_spread, stream, draw, k0, k1)
+        e = g * em_spread * em_gain
     if counting:
         adu = e
     else:
@@ -224,8 +233,8 @@ def pixel_adu(photons, stream, qe, dark, hot, em_gain, read_noise, gain, offset,
 
 
 @numba.njit(parallel=True, cache=True)
-def _capture(photons, hot, read_noise, gain, offset, qe, dark, em_gain, counting, top, keys,
-             out):  # pragma: no cover - numba
+def _capture(photons, hot, read_noise, gain, offset, qe, dark, em_gain, em_spread, counting, top,
+             keys, out):  # pragma: no cover - numba
     nb, nf, ny, nx = photons.shape
     for row in numba.prange(nb * nf * ny):
         b = row // (nf * ny)
@@ -234,5 +243,5 @@ def _capture(photons, hot, read_noise, gain, offset, qe, dark, em_gain, counting
         f = local // ny
         for x in range(nx):
             out[b, f, y, x] = pixel_adu(photons[b, f, y, x], local * nx + x, qe, dark, hot[y, x],
-                                        em_gain, read_noise[y, x], gain[y, x], offset[y, x],
+                                        em_gain, em_spread, read_noise[y, x], gain[y, x], offset[y, x],
                                         counting, top, keys[b, 0], keys[b, 1])

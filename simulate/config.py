@@ -308,6 +308,9 @@ class CameraConfig(Settings):
     read_noise: float = Field(1.5, ge=0, description="read noise, e⁻ rms")
     dark: float = Field(0.0, ge=0, description="dark current plus clock-induced charge, e⁻/pixel/frame")
     em_gain: float | None = Field(None, ge=1, description="EM gain (EMCCD); None: no EM register")
+    em_spread: float = Field(1.0, gt=0, le=1, description="relative variance of one electron's "
+                             "multiplied output: 1 an EMCCD's register (excess noise F² = 2), "
+                             "~0.1 a PMT or HyD (F² = 1 + em_spread)")
     bits: int = Field(16, ge=1, le=32, description="bit depth; ADU are clipped to [0, 2^bits - 1]")
     hot_pixels: float = Field(0.0, ge=0, lt=1, description="fraction of hot pixels")
     hot_level: float = Field(500.0, ge=0, description="mean extra dark signal of a hot pixel, e⁻/frame")

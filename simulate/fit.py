@@ -87,12 +87,6 @@ def check_image(image: np.ndarray) -> np.ndarray:
 
 # --- camera ----------------------------------------------------------------------------------
 MAX_BETA = 3.0  # steepest power-law fall of a sample's own spectrum (sharp edges in 2D)
-# third-cumulant slope over the squared variance slope above which the noise is taken to come
-# through an EM register: 1 for Poisson counts at any gain, 1.5 for an EMCCD at high EM gain
-# (exponential output per electron); measured 1.90 ± 0.17 on an EMCCD image, 1.15 ± 0.02 on a
-# confocal PMT one. An amplified image is simulated without the register only when its skewness
-# is below this by two standard errors (one image's third cumulant is noisy)
-EM_SKEWNESS = 1.25
 NOISE_BAND = 0.3  # cycles/pixel: frequencies above this (in x or y) carry noise, little signal
 
 
@@ -250,23 +244,40 @@ def fit_camera(image: np.ndarray, *, offset: float | None = None, dark: np.ndarr
     read_noise = math.sqrt(read_adu2) / slope
     cam: dict[str, Any] = {"qe": 1.0, "offset": round(o, 3), "bits": bits}
     skewness, skewness_se = line.skewness()  # 1 for Poisson counts, 1.5 behind an EM register
-    poisson_like = skewness + 2 * skewness_se < EM_SKEWNESS
-    if slope > AMPLIFIED_GAIN and not poisson_like:
-        cam.update(gain=round(slope / (2 * EM_GAIN), 6), em_gain=EM_GAIN,
-                   read_noise=round(read_noise * 2 * EM_GAIN, 4))
+    spread = multiplier_spread(skewness, skewness_se) if slope > AMPLIFIED_GAIN else None
+    if spread is not None:
+        excess = 1.0 + spread
+        cam.update(gain=round(slope / (excess * EM_GAIN), 6), em_gain=EM_GAIN,
+                   em_spread=round(spread, 4), read_noise=round(read_noise * excess * EM_GAIN, 4))
+        kind = ("an EM register (EMCCD)" if spread == 1.0 else
+                "a multiplier with narrow pulse heights (PMT, HyD)")
         report.append(f"conversion {slope:.3g} ADU/e⁻ (above {AMPLIFIED_GAIN:g}), skewness "
                       f"{skewness:.2f} ± {skewness_se:.2g} (Poisson counts 1, EM register 1.5): "
-                      "an amplifying detector (EMCCD, PMT); simulated with an EM register "
-                      "(excess noise 2)")
+                      f"{kind}; simulated with a multiplier of pulse-height spread "
+                      f"{spread:.2g} (excess noise {excess:.2f})")
     else:
         if slope > AMPLIFIED_GAIN:
             report.append(f"conversion {slope:.3g} ADU/e⁻ with Poisson-like skewness {skewness:.2f}"
                           f" ± {skewness_se:.2g} (an EM register gives 1.5): a high-gain camera "
-                          "or a photon-counting detector; simulated without an EM register")
+                          "or a photon-counting detector; simulated without a multiplier")
         cam.update(gain=round(slope, 5), read_noise=round(read_noise, 4))
     report.append(f"gain {slope:.4g} ADU/e⁻ (effective: variance / mean), read noise "
                   f"{read_noise:.3g} e⁻ ({math.sqrt(read_adu2):.3g} ADU)")
     return cam, report, line
+
+
+def multiplier_spread(skewness: float, se: float) -> float | None:
+    """The pulse-height spread c² (relative variance of one electron's multiplied output) that
+    a noise skewness (k3 slope / slope², with standard error ``se``) implies, or None for
+    Poisson counts. A multiplier whose pulses are Gamma-distributed with relative variance c²
+    gives skewness (1 + 2c²)/(1 + c²): 1 without spread, 1.5 for an EM register's exponential
+    (c² = 1). Within two standard errors of 1.5 (or above) it is an EM register; within two of
+    1, Poisson counts; in between, c² = (s − 1)/(2 − s)."""
+    if skewness + 2 * se >= 1.5:
+        return 1.0
+    if skewness - 2 * se <= 1.0:
+        return None
+    return float(np.clip((skewness - 1.0) / (2.0 - skewness), 0.02, 1.0))
 
 
 def electrons(image: np.ndarray, cam: dict[str, Any]) -> np.ndarray:
@@ -666,8 +677,8 @@ def with_sample(cfg: SimConfig, sample: dict[str, Any]) -> SimConfig:
 
 def sim_variance(cam):
     """Noise variance (electrons²) of a simulated camera at mean ``m`` electrons: Poisson (times
-    the EM register's excess noise 2) plus read noise."""
-    excess = 2.0 if cam.em_gain else 1.0
+    the multiplier's excess noise 1 + em_spread) plus read noise."""
+    excess = 1.0 + cam.em_spread if cam.em_gain else 1.0
     read = cam.read_noise / (cam.em_gain or 1.0)
     return lambda m: excess * np.maximum(m, 0.0) + read**2
 

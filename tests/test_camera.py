@@ -35,6 +35,19 @@ def test_em_gain_excess_noise_factor_two():
     assert f2 == pytest.approx(2.0, rel=0.05)
 
 
+@pytest.mark.parametrize("spread", [0.1, 0.4])
+def test_multiplier_with_narrow_pulse_heights(spread):
+    # a PMT: each electron's output has relative variance c² = spread, so the excess noise
+    # factor is 1 + c² and the third cumulant is G³·n·(1 + c²)(1 + 2c²)
+    g, s = 30.0, 4.0
+    cam = Camera(qe=1.0, gain=1.0, offset=0, read_noise=0.0, em_gain=g, em_spread=spread, bits=None)
+    img = cam.capture(np.full(FLAT, s), np.random.default_rng(3)).astype(np.float64)
+    assert img.mean() == pytest.approx(g * s, rel=0.01)
+    assert (img.var() - 1 / 12) / (g**2 * s) == pytest.approx(1 + spread, rel=0.03)
+    k3 = np.mean((img - img.mean()) ** 3)
+    assert k3 / (g**3 * s) == pytest.approx((1 + spread) * (1 + 2 * spread), rel=0.06)
+
+
 def test_saturation_and_bits():
     cam = Camera(gain=4.0, offset=100, bits=12)
     img = cam.capture(np.full((100, 100), 5000.0), np.random.default_rng(2))
@@ -76,7 +89,8 @@ def test_expected_round_trip():
 
 @pytest.mark.parametrize(("kw", "name"), [({"qe": 0.0}, "qe"), ({"qe": 1.5}, "qe"),
                                           ({"gain": -1.0}, "gain"), ({"read_noise": -2}, "read_noise"),
-                                          ({"em_gain": 0.5}, "em_gain"), ({"bits": 40}, "bits"),
+                                          ({"em_gain": 0.5}, "em_gain"), ({"em_spread": 1.5}, "em_spread"),
+                                          ({"bits": 40}, "bits"),
                                           ({"hot_pixels": 2.0}, "hot_pixels")])
 def test_bad_camera_parameters(kw, name):
     with pytest.raises(SynthcareError, match=name):

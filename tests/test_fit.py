@@ -13,6 +13,7 @@ from simulate.fit import (
     fit_camera,
     fit_cutoff,
     intensity_stats,
+    multiplier_spread,
     noise_line,
     rank_samples,
     sim_variance,
@@ -65,6 +66,27 @@ def test_photon_counting_detector_at_high_gain_has_no_em_register():
     assert skew + 2 * se < 1.25  # confidently below an EM register's 1.5
 
 
+def test_pmt_like_multiplier_gets_its_pulse_height_spread():
+    # a multiplier with narrow pulse heights (c² = 0.15: skewness 1.13) is neither an EM
+    # register nor Poisson counts: fit simulates it with the spread its skewness implies
+    cfg = _cfg(sample={"background": 0.0}, camera={"photons": 40, "gain": 0.2, "em_gain": 100.0,
+                                                    "em_spread": 0.15, "read_noise": 1.0,
+                                                    "offset": 10.0, "bits": 12})
+    img = np.concatenate([simulate_pair(cfg, 2, i).input for i in range(2)]).astype(np.float64)
+    cam, report, line = fit_camera(img)
+    skew, se = line.skewness()
+    assert line.slope == pytest.approx(0.2 * 100 * 1.15, rel=0.05)
+    assert skew == pytest.approx((1 + 0.3) / 1.15, abs=3 * se + 0.05)
+    if skew - 2 * se > 1.0:  # resolved from Poisson counts at this sample size
+        assert 0.02 <= cam["em_spread"] < 1.0 and "PMT" in " ".join(report)
+
+
+def test_multiplier_spread_from_skewness():
+    assert multiplier_spread(1.45, 0.05) == 1.0  # an EM register
+    assert multiplier_spread(1.03, 0.03) is None  # Poisson counts
+    assert multiplier_spread(1.2, 0.02) == pytest.approx(0.25)  # (1 + 2c²)/(1 + c²) = 1.2
+
+
 def test_fit_camera_with_a_known_offset():
     cfg = _cfg(camera={"gain": 1.5, "read_noise": 4.0})
     img = simulate_pair(cfg, 0, 0).input.astype(np.float64)
@@ -89,7 +111,7 @@ def test_amplified_detector_is_simulated_with_an_em_register():
     cam, report, line = fit_camera(img)
     assert cam["em_gain"] == 100.0
     assert line.slope == pytest.approx(0.25 * 100 * 2, rel=0.08)  # gain × G × F²
-    assert any("amplifying" in r for r in report)
+    assert cam["em_spread"] == 1.0 and any("EM register (EMCCD)" in r for r in report)
 
 
 def test_cutoff_of_a_simulated_image():

@@ -54,7 +54,7 @@ def test_cuda_render_without_a_gpu_is_a_clear_error():
 
 def test_cuda_camera_kernel_is_bit_identical_to_the_cpu_under_the_simulator():
     rows = _script("cuda_camera_check.py")
-    assert {r["camera"] for r in rows} == {"scmos", "emccd", "counting"}
+    assert {r["camera"] for r in rows} == {"scmos", "emccd", "counting", "pmt"}
     for r in rows:
         assert r["identical"], r
 

@@ -16,6 +16,7 @@ cameras = {
     "scmos": Camera(qe=0.8, gain=2.0, offset=100, read_noise=1.6, dark=0.2, hot_pixels=0.05),
     "emccd": Camera(qe=0.9, gain=0.3, offset=500, read_noise=30.0, em_gain=40.0, bits=None),
     "counting": Camera(qe=0.5, photon_counting=True),
+    "pmt": Camera(qe=1.0, gain=0.2, offset=10, read_noise=1.0, em_gain=100.0, em_spread=0.1, bits=12),
 }
 photons = np.random.default_rng(0).gamma(2.0, 15.0, (2, 3, 8, 16)).astype(np.float32)
 for name, cam in cameras.items():
@@ -27,7 +28,8 @@ for name, cam in cameras.items():
             for m in (0.0 if hot is None else hot, cam.read_noise, cam.gain, cam.offset)]
     out = cuda.device_array(photons.shape, np.float32)
     capture_cuda(cuda.to_device(photons), *maps, float(cam.qe), float(cam.dark),
-                 0.0 if cam.em_gain is None else float(cam.em_gain), bool(cam.photon_counting),
+                 0.0 if cam.em_gain is None else float(cam.em_gain), float(cam.em_spread),
+                 bool(cam.photon_counting),
                  np.inf if cam.bits is None else 2.0 ** cam.bits - 1, keys, out)
     got = out.copy_to_host()
     print(json.dumps({"camera": name, "identical": bool(np.array_equal(got, want)),
