@@ -49,13 +49,17 @@ def main() -> None:
             for seed in range(args.seeds):
                 img = np.concatenate([simulate_pair(cfg, seed, i).input for i in range(2)])
                 cam, _, _ = fit_camera(img.astype(np.float64), bits=16)
-                g = cam["gain"] * (cam.get("em_gain") or 1.0) * (2.0 if cam.get("em_gain") else 1.0)
-                r = cam["read_noise"] / ((cam.get("em_gain") or 1.0) * (2.0 if cam.get("em_gain") else 1.0))
+                # the effective conversion (ADU per detected electron, variance / mean) and the
+                # read noise in those electrons, whatever detector the fit chose
+                em = cam.get("em_gain") or 1.0
+                excess = 1.0 + cam.get("em_spread", 1.0) if cam.get("em_gain") else 1.0
+                g = cam["gain"] * em * excess
+                r = cam["read_noise"] / (em * excess)
                 rows.append({"gain": gain, "read_noise": read, "seed": seed,
                              "fit_gain": g, "fit_read_noise": r, "fit_offset": cam["offset"],
                              "em": bool(cam.get("em_gain")),
                              "gain_error": g / gain - 1, "read_error": r / read - 1})
-    lines = ["| gain ADU/e⁻ | read e⁻ | worst gain error | worst read-noise error | offsets | EM? |",
+    lines = ["| gain ADU/e⁻ | read e⁻ | worst gain error | worst read-noise error | offsets | multiplier? |",
              "|---|---|---|---|---|---|"]
     ok = True
     for gain in GAINS:
@@ -67,7 +71,7 @@ def main() -> None:
             offs = ", ".join(f"{r['fit_offset']:.1f}" for r in sel)
             lines.append(f"| {gain:g} | {read:g} | {100 * ge:+.1f} % | {100 * re_:+.1f} % | {offs} | "
                          f"{'yes' if any(r['em'] for r in sel) else 'no'} |")
-    lines.append(f"requirement (gain ±5 %, read noise ±10 %, no EM register): {'met' if ok else 'NOT met'}")
+    lines.append(f"requirement (gain ±5 %, read noise ±10 %, no multiplier): {'met' if ok else 'NOT met'}")
     emit(rows, lines, args.json)
 
 
