@@ -125,12 +125,13 @@ class NoiseLine:
         return np.maximum(self.slope * np.asarray(m) + self.intercept, 0.0)
 
 
-def periodic_spectrum(image: np.ndarray) -> np.ndarray:
-    """FFT of the periodic component of an image (Moisan's periodic-plus-smooth decomposition,
-    J. Math. Imaging Vis. 2011): the image minus the smooth field that carries the jumps between
-    its opposite borders. A raw FFT sees those jumps as edges whose ringing (sinc tails) spreads
-    signal into every frequency band, so a bright image's high-pass residual grows with its
-    brightness and the noise line's slope is biased up (+5 % at a 300-photon peak)."""
+def border_spectrum(image: np.ndarray) -> np.ndarray:
+    """FFT of the smooth component of an image (Moisan's periodic-plus-smooth decomposition,
+    J. Math. Imaging Vis. 2011): the smooth field that carries the jumps between its opposite
+    borders; the image's FFT minus this is its periodic component's. A raw FFT sees those jumps
+    as edges whose ringing (sinc tails) spreads signal into every frequency band, so a bright
+    image's high-pass residual grows with its brightness and the noise line's slope is biased
+    up (+5 % at a 300-photon peak)."""
     u = np.asarray(image, np.float64)
     ny, nx = u.shape
     v = np.zeros_like(u)
@@ -144,7 +145,7 @@ def periodic_spectrum(image: np.ndarray) -> np.ndarray:
     denom[0, 0] = 1.0
     smooth = np.fft.fft2(v) / denom
     smooth[0, 0] = 0.0
-    return np.fft.fft2(u) - smooth
+    return smooth
 
 
 def noise_line(image: np.ndarray, band: float = NOISE_BAND, n_bins: int = 24) -> NoiseLine:
@@ -158,12 +159,12 @@ def noise_line(image: np.ndarray, band: float = NOISE_BAND, n_bins: int = 24) ->
     keep = (ky > band) | (kx > band)
     h = np.real(np.fft.ifft2(keep.astype(float)))  # the high-pass kernel (circular)
     k2, k3 = float(np.sum(h**2)), float(np.sum(h**3))
-    r = np.real(np.fft.ifft2(periodic_spectrum(image) * keep))
+    spectrum = np.fft.fft2(image)
+    r = np.real(np.fft.ifft2((spectrum - border_spectrum(image)) * keep))
     # the residual's variance is the h²-weighted mean of its neighbours' variances, its third
     # cumulant the h³-weighted mean of theirs: each is regressed on the image's mean under the
     # same weights (h³ has negative side lobes: that mean is a sharpened one, and against a
     # plain local mean the cumulant's slope came out 1.3-2× too steep on structured images)
-    spectrum = np.fft.fft2(image)
     mean2 = np.real(np.fft.ifft2(spectrum * np.fft.fft2(h**2))) / k2
     mean3 = np.real(np.fft.ifft2(spectrum * np.fft.fft2(h**3))) / k3
     # pixels are grouped by the mean of a 7×7 ring around them (without the central 3×3, which
