@@ -18,6 +18,7 @@ import numpy as np
 from common import emit
 
 from simulate import SimConfig, simulate_pair
+from simulate.config import CameraConfig
 from simulate.fit import fit_camera
 
 GAINS = (0.5, 1.0, 2.0, 5.0)
@@ -51,10 +52,9 @@ def main() -> None:
                 cam, _, _ = fit_camera(img.astype(np.float64), bits=16)
                 # the effective conversion (ADU per detected electron, variance / mean) and the
                 # read noise in those electrons, whatever detector the fit chose
-                em = cam.get("em_gain") or 1.0
-                excess = 1.0 + cam.get("em_spread", 1.0) if cam.get("em_gain") else 1.0
-                g = cam["gain"] * em * excess
-                r = cam["read_noise"] / (em * excess)
+                camera = CameraConfig.model_construct(**cam)  # a fitted offset may be < 0
+                conversion = (camera.em_gain or 1.0) * camera.excess
+                g, r = camera.gain * conversion, camera.read_noise / conversion
                 rows.append({"gain": gain, "read_noise": read, "seed": seed,
                              "fit_gain": g, "fit_read_noise": r, "fit_offset": cam["offset"],
                              "em": bool(cam.get("em_gain")),

@@ -51,7 +51,7 @@ GUARDED_TASKS = ("denoise", "n2n")
 
 def _slope(cam) -> float:
     """The camera's variance-versus-mean slope, ADU: gain × EM gain × excess noise factor."""
-    return cam.gain * (cam.em_gain or 1.0) * (1.0 + cam.em_spread if cam.em_gain else 1.0)
+    return cam.gain * (cam.em_gain or 1.0) * cam.excess
 
 
 def _electrons(image: np.ndarray, cam) -> np.ndarray:

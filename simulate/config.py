@@ -320,6 +320,12 @@ class CameraConfig(Settings):
     maps: str | None = Field(None, description="sCMOS per-pixel maps: an .npz with any of 'gain', "
                              "'offset', 'read_noise', each (ny, nx) like the detector")
 
+    @property
+    def excess(self) -> float:
+        """Excess noise factor F² of the electron multiplication: 1 + em_spread with an EM gain,
+        1 without (variance = F² × mean, in detected electrons)."""
+        return 1.0 + self.em_spread if self.em_gain else 1.0
+
 
 class TargetConfig(Settings):
     """How training targets are made."""

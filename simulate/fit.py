@@ -9,9 +9,9 @@ frames or offset), build a complete configuration whose simulated images look li
    noise) and the darkest regions' mean (no signal) — at a typical read noise (none for an
    amplifying detector), and the read noise follows from the darkest regions' variance; the
    report says which estimate was used. A conversion above
-   ``AMPLIFIED_GAIN`` ADU/e⁻ with no photon comb means an amplifying detector (EMCCD, PMT,
-   HyD): it is simulated with an EM register (excess noise F² = 2), which keeps the slope and
-   gives continuous, skewed noise like the data.
+   ``AMPLIFIED_GAIN`` ADU/e⁻ means an amplifying detector, told apart by the noise's skewness
+   (:func:`multiplier_spread`): Poisson counts (a photon-counting detector, no multiplier), an
+   EMCCD's register (F² = 2) or a PMT/HyD's narrower pulse heights (F² = 1 + em_spread).
 2. **Resolution** (:func:`fit_cutoff`): the image's power spectrum minus the white noise floor the
    camera fit predicts, matched by a power-law sample spectrum times the squared in-focus OTF of
    the PSF model scaled to a cutoff (cycles/pixel); with the pixel size this gives the NA (or
@@ -679,9 +679,8 @@ def with_sample(cfg: SimConfig, sample: dict[str, Any]) -> SimConfig:
 def sim_variance(cam):
     """Noise variance (electrons²) of a simulated camera at mean ``m`` electrons: Poisson (times
     the multiplier's excess noise 1 + em_spread) plus read noise."""
-    excess = 1.0 + cam.em_spread if cam.em_gain else 1.0
     read = cam.read_noise / (cam.em_gain or 1.0)
-    return lambda m: excess * np.maximum(m, 0.0) + read**2
+    return lambda m: cam.excess * np.maximum(m, 0.0) + read**2
 
 
 # --- the whole fit ---------------------------------------------------------------------------
