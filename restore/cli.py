@@ -40,23 +40,16 @@ def _overrides(args: argparse.Namespace, *, train: bool = False) -> list[str]:
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
-    from simulate.io import preview, write_dataset
-    from simulate.pairs import check
-    from simulate.paths import check_output_file, check_output_folder
+    from simulate.io import check_count_and_seed, preview, write_dataset
+    from simulate.paths import check_output_file
 
     if not (args.out or args.preview):
         raise SynthcareError("give --out DIR (and --n N) to write a dataset, or --preview PNG")
-    if args.seed is not None and args.seed < 0:
-        raise SynthcareError(f"--seed must be a non-negative integer, got {args.seed}")
-    if args.n < 1:
-        raise SynthcareError(f"--n must be at least 1, got {args.n}")
-    if args.preview:
+    check_count_and_seed(args.n, args.seed)
+    if args.preview:  # written after the dataset, so checked before it
         check_output_file(args.preview, "--preview")
-    if args.out:
-        check_output_folder(args.out, "--out")
     cfg = load(args.preset, args.config, _overrides(args))
-    check(cfg)
-    if args.out:
+    if args.out:  # write_dataset checks the folder, grid and PSF before it writes anything
         out = write_dataset(cfg, args.out, args.n, seed=args.seed, overwrite=args.overwrite)
         print(f"dataset: {out}  ({args.n} pairs, task {cfg.task}, shape {list(cfg.shape)})")
     if args.preview:

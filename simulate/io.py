@@ -168,6 +168,14 @@ def dataset_spacing(cfg: SimConfig) -> dict[str, tuple[float, ...]]:
     return dict.fromkeys(SUBFOLDERS, low)
 
 
+def check_count_and_seed(n: int | None, seed: int | None) -> None:
+    """Refuse a pair count below 1 or a negative dataset seed (None: not given)."""
+    if n is not None and n < 1:
+        raise SynthcareError(f"--n must be at least 1, got {n}")
+    if seed is not None and seed < 0:
+        raise SynthcareError(f"--seed must be a non-negative integer, got {seed}")
+
+
 def _foreign_files(out: Path) -> list[Path]:
     """Files in ``out`` that a dataset without a manifest would overwrite or mix with: its
     ``config.yaml`` and anything in ``low/``, ``GT/``, ``clean/`` (a folder of real pairs in
@@ -205,11 +213,8 @@ def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None =
     from .pairs import check
     from .paths import check_output_folder, folder_lock
 
-    if n < 1:
-        raise SynthcareError(f"--n must be at least 1, got {n}")
+    check_count_and_seed(n, seed)
     seed = cfg.seed if seed is None else seed
-    if seed < 0:
-        raise SynthcareError(f"--seed must be a non-negative integer, got {seed}")
     out = check_output_folder(out, "--out")
     check(cfg)
     manifest_path = out / "manifest.json"
@@ -280,6 +285,7 @@ def preview(cfg: SimConfig, path: str | Path, *, seed: int | None = None, index:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    check_count_and_seed(None, seed)
     seed = cfg.seed if seed is None else seed
     pair = simulate_pair(cfg, seed, index, keep_truth=True).to_host()
     grid = Grid.from_config(cfg)
