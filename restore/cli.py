@@ -72,11 +72,8 @@ def cmd_presets(args: argparse.Namespace) -> None:
 
 
 def cmd_study(args: argparse.Namespace) -> None:
-    from simulate.paths import check_output_folder
-
     from .study import run_study
 
-    check_output_folder(args.out, "--out")
     rows = run_study(args.study, args.out)
     print(f"study: {len(rows)} points; report {Path(args.out) / 'report.md'}")
 
@@ -258,11 +255,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from simulate.paths import check_output_folder
-
     from .demo import demo
 
-    check_output_folder(args.out, "--out")
     demo(args.out, minutes=args.minutes)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from simulate import ensure_writable, write_tiff
 from simulate.errors import Interrupted
+from simulate.paths import check_output_folder
 
 from .config import load_run
 from .evaluate import evaluate, figure, table
@@ -43,7 +44,7 @@ DEMO_SETTINGS = [
 def demo(out: str | Path = "demo-out", *, minutes: float = 3.0, n_eval: int = 4,
          progress: bool = True) -> dict:
     """Run the demo into ``out``; returns the scores."""
-    out = ensure_writable(out)
+    out = ensure_writable(check_output_folder(out, "--out"))
     t0 = time.perf_counter()
     run = load_run("denoise2d", None, [*DEMO_SETTINGS, f"train.minutes={minutes}"])
     print(f"synthcare demo: 2D denoising at {run.camera.photons:g} photons peak, widefield NA "
