@@ -15,6 +15,7 @@ from simulate.fit import (
     intensity_stats,
     multiplier_spread,
     noise_line,
+    offset_at_skewness,
     rank_samples,
     sim_variance,
 )
@@ -85,6 +86,28 @@ def test_multiplier_spread_from_skewness():
     assert multiplier_spread(1.45, 0.05) == 1.0  # an EM register
     assert multiplier_spread(1.03, 0.03) is None  # Poisson counts
     assert multiplier_spread(1.2, 0.02) == pytest.approx(0.25)  # (1 + 2c²)/(1 + c²) = 1.2
+    assert multiplier_spread(1.35, 0.2) is None  # not resolved from Poisson: the simpler model
+
+
+def test_offset_from_the_third_cumulant_of_a_flat_image():
+    # a flat image has no spread of intensities for the cumulant's slope, but at the known
+    # Poisson skewness each group of pixels places the offset by itself
+    cam = Camera(qe=1.0, gain=2.0, offset=100.0, read_noise=3.0)
+    img = cam.capture(np.full((512, 512), 12.0, np.float32), np.random.default_rng(3))
+    o, se = offset_at_skewness(np.asarray(img, np.float64), 2.0, 1.0)
+    assert 0 < se < 2.0  # ADU: 1 e⁻ at this gain
+    # within 2.5 e⁻ (5 ADU): the structure mask of calibrate.local_samples shares the centre
+    # pixel's noise and trims its Poisson tail, which reads the offset +1–2 e⁻ high; a wrong
+    # skewness (1.5, an EM register's) would put it 8 ADU low
+    assert o == pytest.approx(100.0, abs=5.0)
+
+
+def test_fitted_offset_is_never_negative():
+    # offset-subtracted and clipped at zero: the variance line's zero lies below 0
+    cfg = _cfg(camera={"gain": 1.0, "read_noise": 6.0, "offset": 0.0})
+    img = simulate_pair(cfg, 0, 0).input.astype(np.float64)
+    cam, _, _ = fit_camera(img)
+    assert cam["offset"] >= 0.0
 
 
 def test_fit_camera_with_a_known_offset():
@@ -106,7 +129,9 @@ def test_fit_camera_offset_is_never_above_what_the_data_allow():
 
 
 def test_amplified_detector_is_simulated_with_an_em_register():
-    cfg = _cfg(camera={"gain": 0.25, "em_gain": 100.0, "read_noise": 20.0})
+    # 512² pixels: at 256² the skewness's standard error (~0.3) leaves EM and Poisson apart by
+    # under two errors, and an unresolved skewness is simulated as Poisson counts
+    cfg = _cfg(shape=[512, 512], camera={"gain": 0.25, "em_gain": 100.0, "read_noise": 20.0})
     img = simulate_pair(cfg, 0, 0).input.astype(np.float64)
     cam, report, line = fit_camera(img)
     assert cam["em_gain"] == 100.0
