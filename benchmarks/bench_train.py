@@ -19,8 +19,9 @@ import time
 import torch
 from common import emit
 
+from restore import losses
 from restore.config import load_run
-from restore.train import build_model, memory_format_for, train
+from restore.train import build_model, memory_format_for, train, train_step
 
 # the network and batch are pinned (not the presets', which quality tuning changes), so numbers
 # stay comparable across versions and with the CSBDeep runs of the README
@@ -32,7 +33,8 @@ CASES = {
 
 
 def compute_rate(preset: str, shape: list[int], sets: list[str], steps: int, bf16: bool) -> float:
-    """Patches/s of forward + backward + AdamW on fixed random tensors (median step)."""
+    """Patches/s of restore.train's step (forward, loss, backward, AdamW) on fixed random
+    tensors (median step)."""
     run = load_run(preset, None, sets)
     torch.manual_seed(0)
     model = build_model(run)
@@ -41,15 +43,11 @@ def compute_rate(preset: str, shape: list[int], sets: list[str], steps: int, bf1
     opt = torch.optim.AdamW(model.parameters(), lr=4e-4, weight_decay=0)
     x, y = torch.randn(shape).to(memory_format=fmt), torch.randn(shape)
     ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else torch.autocast("cpu", enabled=False)
+    loss_fn = losses.get(run.train.loss)
     times = []
     for i in range(steps + 1):
         t = time.perf_counter()
-        with ctx:
-            pred = model(x)
-        loss = (pred.float() - y).abs().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(model, opt, loss_fn, x, y, autocast=ctx)
         if i:  # the first step allocates and picks kernels
             times.append(time.perf_counter() - t)
     return shape[0] / statistics.median(times)

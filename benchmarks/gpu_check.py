@@ -36,7 +36,7 @@ from restore import losses
 from restore.config import load_run
 from restore.data import SimulatedBatches, model_ndim
 from restore.device_batches import DeviceBatches, default_workers
-from restore.train import build_model, memory_format_for
+from restore.train import build_model, memory_format_for, train_step
 from simulate import (
     SimConfig,
     backend,
@@ -173,18 +173,14 @@ def time_training(preset: str, steps: int, workers: int | None = None,
         torch.manual_seed(0)
         model = build_model(run, ndim).to(device).to(memory_format=fmt)
         opt = torch.optim.AdamW(model.parameters(), lr=t.lr)
-        for i, (x, y) in enumerate(batches):  # as restore.train: bf16 autocast, no per-step sync
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16)  # as restore.train on CUDA
+        for i, (x, y) in enumerate(batches):  # restore.train's step: no per-step sync
             if i == 10:  # warm-up done (cuDNN autotuning, first chunk of pairs)
                 _sync()
                 t0 = time.perf_counter()
             if i == n + 10:
                 break
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                pred = model(x.to(memory_format=fmt))
-            loss = loss_fn(pred.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            train_step(model, opt, loss_fn, x.to(memory_format=fmt), y, autocast=autocast)
         _sync()
         return time.perf_counter() - t0
 

@@ -22,7 +22,7 @@ from common import emit
 
 from restore.config import load_run
 from restore.evaluate import evaluate, figure, table
-from restore.train import read_log, train
+from restore.train import ensure_trained, read_log
 
 WORKFLOWS = {  # name: (preset, extra settings, goal in dB)
     "denoise2d": ("denoise2d", [], 1.5),
@@ -44,14 +44,8 @@ def run_workflow(name: str, minutes: float, n: int, out: Path) -> dict:
     if row_file.exists():
         print(f"{name}: reusing the scored run in {run_dir}")
         return json.loads(row_file.read_text())
-    if (run_dir / "last.pt").exists():
-        log = read_log(run_dir)
-        if log and log[-1]["seconds"] >= 60 * minutes:
-            print(f"{name}: reusing the finished model in {run_dir}")
-        else:
-            train(run, run_dir, resume=True)
-    else:
-        train(run, run_dir)
+    if ensure_trained(run, run_dir) is None:
+        print(f"{name}: reusing the finished model in {run_dir}")
     log = read_log(run_dir)
     t0 = time.perf_counter()
     result = evaluate(run_dir, n, keep=True, json_path=out / f"{name}.json")

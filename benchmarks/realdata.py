@@ -31,12 +31,13 @@ import yaml
 from common import emit
 from scipy.ndimage import gaussian_filter
 
+from restore.checkpoints import load_model
 from restore.config import RunConfig
 from restore.metrics import scores
 from restore.predict import predict
-from restore.train import load_model, read_log, train
+from restore.train import ensure_trained, read_log
 from simulate.fit import check_image, fit_camera, fit_image, plot_fit
-from simulate.io import read_image
+from simulate.tiff import read_image
 
 LOW = re.compile(r"raw|single|low|noisy", re.I)
 HIGH = re.compile(r"gt|avg|target|high|ground", re.I)
@@ -120,12 +121,7 @@ def run_pair(name: str, low: Path, high: Path, minutes: float, out: Path) -> dic
     run = RunConfig.model_validate({**yaml.safe_load(fit_file.read_text()),
                                     "train": {**yaml.safe_load(fit_file.read_text())["train"],
                                               "minutes": minutes, "steps": None}})
-    if (run_dir / "last.pt").exists():
-        log = read_log(run_dir)
-        if not log or log[-1]["seconds"] < 60 * minutes:
-            train(run, run_dir, resume=True)
-    else:
-        train(run, run_dir)
+    ensure_trained(run, run_dir)
     model, _, _ = load_model(run_dir)
     plain = predict(model, x.astype(np.float32), "YX")
     restored = predict(model, x.astype(np.float32), "YX", augment=True)  # predict --tta

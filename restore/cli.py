@@ -40,7 +40,7 @@ def _overrides(args: argparse.Namespace, *, train: bool = False) -> list[str]:
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
-    from simulate.io import check_count_and_seed, preview, write_dataset
+    from simulate.dataset import check_count_and_seed, preview, write_dataset
     from simulate.paths import check_output_file
 
     if not (args.out or args.preview):
@@ -83,8 +83,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
 
     from simulate import read_tiff
     from simulate.calibrate import calibrate_flats, calibrate_image, plot
-    from simulate.io import atomic_write
     from simulate.paths import check_output_file, make_parent
+    from simulate.tiff import atomic_write
 
     check_output_file(args.out, "--out")
     if args.plot:
@@ -116,8 +116,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
     import yaml
 
     from simulate.fit import fit_image, plot_fit
-    from simulate.io import atomic_write, read_image
     from simulate.paths import check_output_file, make_parent
+    from simulate.tiff import atomic_write, read_image
 
     out = check_output_file(args.out, "--out")  # refuse before the work, not after
     plot = check_output_file(args.plot or out.with_suffix(".png"), "--plot")
@@ -172,8 +172,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from simulate import read_tiff, write_tiff
     from simulate.paths import check_output_file, make_parent, same_file
 
+    from .checkpoints import load_model
     from .predict import predict_task
-    from .train import load_model
+    from .workflows import WORKFLOWS, workflow
 
     check_output_file(args.output, "-o")
     if same_file(args.output, args.input):
@@ -184,13 +185,15 @@ def cmd_predict(args: argparse.Namespace) -> None:
     image, meta = read_tiff(args.input)
     axes = args.axes or _default_axes(meta.get("axes"), image.ndim)
     tiles = None if args.tiles == "none" else "auto" if args.tiles == "auto" else _ints(args.tiles)
-    if args.factor is not None and run.task not in ("upsample", "isotropic"):
-        raise SynthcareError(f"--factor applies to upsample and isotropic models, not '{run.task}'")
+    wf = workflow(run.task)
+    if args.factor is not None and not wf.z_factor:
+        able = " and ".join(w.name for w in WORKFLOWS.values() if w.z_factor)
+        raise SynthcareError(f"--factor applies to {able} models, not '{run.task}'")
     restored = predict_task(model, run.task, image, axes, factor=args.factor,
                             z_factor=run.sampling.z_factor, tiles=tiles, progress=True,
                             augment=args.tta)
     spacing = list(meta.get("spacing") or (1.0,) * min(3, image.ndim))
-    if run.task in ("upsample", "isotropic") and len(spacing) == 3:
+    if wf.z_factor and len(spacing) == 3:
         spacing[0] /= args.factor or run.sampling.z_factor  # planes now at the finer z-step
     written = write_tiff(make_parent(args.output), restored, tuple(spacing),
                          axes=axes if len(axes) == restored.ndim else None)

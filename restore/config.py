@@ -12,15 +12,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from simulate import (
-    ConfigError,
-    Settings,
-    SimConfig,
-    apply_overrides,
-    load_preset,
-    read_yaml,
-    validate,
-)
+from simulate import Settings, SimConfig
+from simulate.config import load_settings
 
 
 class TrainConfig(Settings):
@@ -98,13 +91,5 @@ class RunConfig(SimConfig):
 
 def load_run(preset: str | None = None, config: str | Path | None = None,
              overrides: list[str] | None = None) -> RunConfig:
-    """The run a command line asks for: ``--preset`` or ``--config``, then ``--set``s."""
-    if preset and config:
-        raise ConfigError("give either --preset or --config, not both")
-    if config:
-        data = read_yaml(config)
-    elif preset:
-        data = load_preset(preset)
-    else:
-        raise ConfigError("give --preset NAME (see `synthcare presets`) or --config FILE")
-    return validate(RunConfig, apply_overrides(data, overrides or [], RunConfig))
+    """The run a command line asks for (see :func:`simulate.config.load_settings`)."""
+    return load_settings(RunConfig, preset, config, overrides)

@@ -36,6 +36,7 @@ from simulate import (
 )
 
 from .normalize import Affine, jittered_affine, percentile_affine
+from .workflows import workflow
 
 VALIDATION_OFFSET = 1_000_000
 TEST_OFFSET = 2_000_000
@@ -44,7 +45,12 @@ TEST_OFFSET = 2_000_000
 # --- from a simulated pair to model-space images ----------------------------------------------
 def model_ndim(cfg: SimConfig) -> int:
     """2 for 2D configs and the isotropic task (a 2D network on slices), else 3."""
-    return 2 if cfg.ndim == 2 or cfg.task == "isotropic" else 3
+    return 2 if cfg.ndim == 2 or workflow(cfg.task).slices else 3
+
+
+def rotations(cfg: SimConfig) -> bool:
+    """Whether training patches may be rotated by 90° (not slices whose rows are degraded)."""
+    return not workflow(cfg.task).slices
 
 
 def model_stacks(cfg: SimConfig, batch) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -56,9 +62,10 @@ def model_stacks(cfg: SimConfig, batch) -> tuple[np.ndarray, np.ndarray, np.ndar
     are stacks of 2D training slices.
     """
     x, y, c = batch.input, batch.target, batch.clean
-    if cfg.task == "upsample":
+    wf = workflow(cfg.task)
+    if wf.interpolate_z:
         return interpolate_axis(x, cfg.sampling.z_factor, axis=1), y, c, 1
-    if cfg.task == "isotropic":
+    if wf.slices:
         n = x.shape[1]
         return (*(a.reshape(-1, *a.shape[2:]) for a in (x, y, c)), n)
     return x, y, c, 1
@@ -227,6 +234,22 @@ def crop_patches(images: list[tuple[np.ndarray, np.ndarray]], n: int, patch: tup
 
 
 # --- batch sources ----------------------------------------------------------------------------
+def jitter_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator of pair ``index``'s percentile jitter (CPU and GPU batches alike)."""
+    return np.random.default_rng([seed, index, 0x717])
+
+
+def patch_rng(seed: int, b: int) -> np.random.Generator:
+    """The generator of batch ``b``'s patch positions and augmentations (CPU and GPU alike)."""
+    return np.random.default_rng([seed, b, 0x5EED])
+
+
+def pairs_of_batch(b: int, batch_size: int, per_image: int) -> tuple[int, int]:
+    """First and last pair that batch ``b`` crops from: patch ``p`` (counting over all batches)
+    comes from pair ``p // per_image``."""
+    return b * batch_size // per_image, ((b + 1) * batch_size - 1) // per_image
+
+
 class SimulatedBatches:
     """Batch ``b`` = patches from freshly simulated pairs, a pure function of (cfg, seed, b).
 
@@ -245,7 +268,7 @@ class SimulatedBatches:
 
     def _pair(self, index: int) -> list:
         if index not in self._recent:
-            rng = np.random.default_rng([self.seed, index, 0x717])  # percentile jitter
+            rng = jitter_rng(self.seed, index)
             self._recent[index] = [(x, y) for x, y, _ in
                                    normalised(self.cfg, self.seed, index, self.jitter, rng)]
             while len(self._recent) > 2:
@@ -254,12 +277,11 @@ class SimulatedBatches:
 
     def __call__(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch number ``b``: (inputs, targets), each (batch, 1, *patch) float32."""
-        rng = np.random.default_rng([self.seed, b, 0x5EED])
-        first = b * self.batch_size // self.per_image
-        last = ((b + 1) * self.batch_size - 1) // self.per_image
+        rng = patch_rng(self.seed, b)
+        first, last = pairs_of_batch(b, self.batch_size, self.per_image)
         images = [im for index in range(first, last + 1) for im in self._pair(index)]
         return crop_patches(images, self.batch_size, self.patch, rng, threshold=self.threshold,
-                            flips=self.augment, rotate=self.augment and self.cfg.task != "isotropic")
+                            flips=self.augment, rotate=self.augment and rotations(self.cfg))
 
 
 class MixedBatches:

@@ -18,7 +18,7 @@ from simulate.paths import check_output_folder
 
 from .config import load_run
 from .evaluate import evaluate, figure, table
-from .train import read_log, train
+from .train import ensure_trained
 
 # Chosen by measurement (3 min on 2 cores, 4 held-out images, PSNR vs the tuned Gaussian):
 # filters 32, batch 16, residual          -0.6 dB (181 steps: too few)
@@ -50,15 +50,13 @@ def demo(out: str | Path = "demo-out", *, minutes: float = 3.0, n_eval: int = 4,
     print(f"synthcare demo: 2D denoising at {run.camera.photons:g} photons peak, widefield NA "
           f"{run.optics.na}, training for {minutes:g} min on pairs simulated on the fly")
     model_dir = out / "model"
-    log = read_log(model_dir) if (model_dir / "log.csv").exists() else []
-    done = (model_dir / "last.pt").exists() and bool(log) and log[-1]["seconds"] >= 60 * minutes - 1
-    if done:
+    # a demo interrupted while training continues where it stopped
+    summary = ensure_trained(run, model_dir, progress=progress)
+    if summary is None:
         print(f"(re-using the model in {model_dir}; delete it to train again)")
-    else:  # a demo interrupted while training continues where it stopped
-        summary = train(run, model_dir, progress=progress, resume=(model_dir / "last.pt").exists())
-        if summary["status"] == "interrupted":
-            raise Interrupted("demo interrupted while training (checkpointed); run it again to "
-                              "continue")
+    elif summary["status"] == "interrupted":
+        raise Interrupted("demo interrupted while training (checkpointed); run it again to "
+                          "continue")
     result = evaluate(model_dir, n_eval, json_path=out / "scores.json", progress=progress, keep=True)
     images = result.pop("images")
     spacing = (run.sampling.pixel, run.sampling.pixel)

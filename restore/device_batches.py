@@ -36,8 +36,12 @@ from .data import (
     check_patch,
     draw_patches,
     foreground_positions_stack,
+    jitter_rng,
     model_stacks,
+    pairs_of_batch,
     patch_indices,
+    patch_rng,
+    rotations,
 )
 from .normalize import jittered_percentiles, percentile_affines
 
@@ -116,7 +120,7 @@ class DeviceBatches:
                                                                     geometry=geometry))
         q = []  # each pair's percentile jitter from its own generator, as on the CPU
         for index in indices:
-            rng = np.random.default_rng([self.seed, index, 0x717])
+            rng = jitter_rng(self.seed, index)
             q += [jittered_percentiles(rng, jitter=self.jitter) for _ in range(per_pair)]
         lo, scale = percentile_affines(xs, np.array(q))
         shape = (-1, *[1] * (xs.ndim - 1))
@@ -143,8 +147,7 @@ class DeviceBatches:
 
     def _pairs_of(self, b: int) -> tuple[int, int]:
         """First and last pair that batch ``b`` crops from."""
-        return (b * self.batch_size // self.per_image,
-                ((b + 1) * self.batch_size - 1) // self.per_image)
+        return pairs_of_batch(b, self.batch_size, self.per_image)
 
     def _batches_ending_in(self, k: int) -> range:
         """The batches whose last pair lies in chunk ``k``."""
@@ -169,11 +172,11 @@ class DeviceBatches:
         shape = tuple(chunks[0].xs.shape[1:])
         check_patch(shape, self.patch)
         size = int(np.prod(shape))
-        rotate = self.augment and self.cfg.task != "isotropic"
+        rotate = self.augment and rotations(self.cfg)
         per_pair = chunks[0].per_pair
         draws, banks = [], []
         for b in batches:  # the host draws each batch's patches (small arrays) ...
-            rng = np.random.default_rng([self.seed, b, 0x5EED])
+            rng = patch_rng(self.seed, b)
             lo, hi = self._pairs_of(b)
 
             def positions(i: int, lo: int = lo) -> np.ndarray:

@@ -21,14 +21,23 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from simulate import Camera, SimConfig, SynthcareError, atomic_write, simulate_pair, simulate_volume
+from simulate import (
+    Camera,
+    SimConfig,
+    SynthcareError,
+    atomic_write,
+    save_figure,
+    simulate_pair,
+    simulate_volume,
+)
 from simulate.paths import check_output_file, make_parent
 
 from . import baselines
+from .checkpoints import load_model
 from .data import TEST_OFFSET, VALIDATION_OFFSET
 from .metrics import fit_affine, mean_scores, normalise_gt, scores
 from .predict import predict_task
-from .train import load_model
+from .workflows import workflow
 
 Method = Callable[[np.ndarray], np.ndarray]
 
@@ -45,7 +54,7 @@ def cases(cfg: SimConfig, seed: int, n: int) -> list[Case]:
     """``n`` evaluation cases of dataset ``seed``, always simulated on the CPU (scores do not
     depend on where a network was trained)."""
     cfg = cfg.model_copy(update={"device": "cpu"})
-    if cfg.task in ("upsample", "isotropic"):
+    if workflow(cfg.task).z_factor:
         return [Case(v.acquired, v.reference) for v in (simulate_volume(cfg, seed, i) for i in range(n))]
     return [Case(p.input, p.clean) for p in (simulate_pair(cfg, seed, i) for i in range(n))]
 
@@ -53,11 +62,12 @@ def cases(cfg: SimConfig, seed: int, n: int) -> list[Case]:
 def tuned_baselines(cfg: SimConfig, validation: list[Case]) -> tuple[dict[str, Method], dict]:
     """The task's classical methods with their knobs tuned on ``validation``; and the knobs."""
     pairs = [(c.input, c.reference) for c in validation]
-    if cfg.task in ("upsample", "isotropic"):
+    kind = workflow(cfg.task).baselines
+    if kind == "interpolation":
         k = cfg.sampling.z_factor
         return ({"linear": lambda x: baselines.interpolate_z(x, k, 1),
                  "cubic": lambda x: baselines.interpolate_z(x, k, 3)}, {})
-    if cfg.task == "deconvolve":
+    if kind == "richardson-lucy":
         camera = Camera.from_config(cfg.camera)
         kernel = baselines.detector_psf(cfg, validation[0].input.shape)
         runs = [baselines.richardson_lucy(x, kernel, baselines.RL_ITERATIONS, camera) for x, _ in pairs]
@@ -163,7 +173,4 @@ def figure(images: dict[str, np.ndarray], result: dict, path: str | Path, title:
     if title:
         fig.suptitle(title, fontsize=12)
     fig.tight_layout(rect=(0, 0, 1, 0.92) if title else None)
-    path = Path(path)
-    atomic_write(path, lambda p: fig.savefig(p, dpi=90, format="png"))
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)

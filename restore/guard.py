@@ -40,13 +40,14 @@ from simulate.fit import (
     sim_variance,
 )
 
+from .workflows import WORKFLOWS, workflow
+
 NOISE_TOLERANCE = 0.35  # relative mismatch of the noise slope that still counts as the same camera
 PHOTON_FACTOR = 3.0  # photon level may differ from training by this factor either way
 STRUCTURE_Z = 1.2  # rms z-score of the structure features beyond which an input is foreign
 WHITE_CORRELATION = 0.04  # largest neighbour correlation of the normalised residual (real camera
 # noise: below 0.02; its estimate on 256² pixels: ±0.004)
 BLOCK = 32  # px: blocks in which the residual's mean square is tested
-GUARDED_TASKS = ("denoise", "n2n")
 
 
 def _slope(cam) -> float:
@@ -156,10 +157,11 @@ def report(image: np.ndarray, restored: np.ndarray, cfg: SimConfig,
     ``reasons`` (list of str) and ``stats``."""
     image = np.squeeze(np.asarray(image, np.float64))
     restored = np.squeeze(np.asarray(restored, np.float64))
-    if cfg.task not in GUARDED_TASKS or image.ndim != 2 or min(image.shape) < 64:
+    if not workflow(cfg.task).guarded or image.ndim != 2 or min(image.shape) < 64:
+        guarded = " or ".join(w.name for w in WORKFLOWS.values() if w.guarded)
         return {"in_distribution": None, "output_consistent": None, "stats": {},
                 "reasons": [f"the guard checks 2D images of at least 64×64 pixels restored by "
-                            f"{' or '.join(GUARDED_TASKS)} models"]}
+                            f"{guarded} models"]}
     ok_in, why_in, s_in = in_distribution(image, cfg)
     ok_out, why_out, s_out = output_consistent(image, restored, cfg)
     stats = {**s_in, **s_out}

@@ -52,6 +52,11 @@ def ssim(x: np.ndarray, y: np.ndarray, data_range: float = 1.0, sigma: float = 1
     return float(s[inner].mean())
 
 
+def psnr_from_mse(mse: float) -> float:
+    """PSNR (dB) of a mean squared error in units of a data range of 1, floored at 200 dB."""
+    return 10 * math.log10(1.0 / max(mse, 1e-20))
+
+
 def scores(image: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     """{psnr, ssim, nrmse} of ``image`` against ``gt`` after the CARE normalisation."""
     image, gt = np.squeeze(image), np.squeeze(gt)
@@ -60,7 +65,7 @@ def scores(image: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     g = normalise_gt(gt)
     x = fit_affine(image, g)
     mse = float(np.mean((x - g) ** 2))
-    return {"psnr": 10 * math.log10(1.0 / max(mse, 1e-20)), "ssim": ssim(x, g),
+    return {"psnr": psnr_from_mse(mse), "ssim": ssim(x, g),
             "nrmse": math.sqrt(mse)}
 
 

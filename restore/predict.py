@@ -22,6 +22,7 @@ from simulate import SynthcareError, interpolate_axis
 
 from .normalize import Affine, percentile_affine
 from .unet import UNet
+from .workflows import workflow
 
 # float32 bytes held per voxel per first-level filter during a forward pass (measured peak ~6 live
 # maps of `filters` channels at full resolution, with headroom for the convolution workspace)
@@ -122,7 +123,7 @@ def predict(model: UNet, image: np.ndarray, axes: str, tiles: str | Sequence[int
 
     Parameters
     ----------
-    model : a trained :class:`~restore.unet.UNet` (see :func:`restore.train.load_model`).
+    model : a trained :class:`~restore.unet.UNet` (see :func:`restore.checkpoints.load_model`).
     image : array with the axes ``axes`` ('YX', 'ZYX', optionally with 'C'); a 2D model applied
         to a 'ZYX' image restores each plane.
     tiles : 'auto' (from ``memory_budget``, default min(2 GiB, ¼ of RAM) on a CPU, half the free
@@ -250,12 +251,13 @@ def predict_task(model: UNet, task: str, image: np.ndarray, axes: str, *, factor
     the degraded one).
     """
     k = factor or z_factor
-    if task == "upsample":
+    wf = workflow(task)
+    if wf.interpolate_z:
         if k is None:
             raise SynthcareError("give the z factor (--factor) of the acquisition")
         return predict(model, upsample_z(image, axes, k), axes, tiles, progress=progress,
                        augment=augment)
-    if task == "isotropic":
+    if wf.slices:
         if k is None:
             raise SynthcareError("give the z factor (--factor) of the acquisition")
         if axes != "ZYX":

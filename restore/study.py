@@ -30,15 +30,16 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from simulate import ConfigError, Settings, atomic_write, ensure_writable, read_yaml
+from simulate import ConfigError, Settings, atomic_write, ensure_writable, read_yaml, save_figure
 from simulate.config import apply_overrides, load_preset, validate
 from simulate.paths import check_output_folder, folder_lock
 
+from .checkpoints import load_model
 from .config import RunConfig
 from .data import model_ndim
 from .evaluate import evaluate_model
 from .metrics import fit_affine, normalise_gt
-from .train import load_model, read_log, train
+from .train import ensure_trained, read_log
 
 METRICS = ("psnr", "ssim", "nrmse")
 
@@ -101,22 +102,6 @@ def _slug(point: dict[str, Any]) -> str:
     return "_".join(f"{k.rsplit('.', 1)[-1]}-{v}" for k, v in point.items()).replace("/", "-")
 
 
-def _trained(run_dir: Path, run: RunConfig) -> bool:
-    log = read_log(run_dir) if (run_dir / "log.csv").exists() else []
-    if not log or not (run_dir / "last.pt").exists():
-        return False
-    t = run.train
-    return ((t.steps is not None and log[-1]["step"] >= t.steps)
-            or (t.minutes is not None and log[-1]["seconds"] >= 60 * t.minutes))
-
-
-def _train(runs: list[RunConfig], run_dir: Path, mixture: bool, progress: bool) -> None:
-    if _trained(run_dir, runs[0]):
-        return
-    resume = (run_dir / "last.pt").exists()
-    train(runs[0], run_dir, resume=resume, progress=progress, mixture=runs if mixture else None)
-
-
 def run_study(path: str | Path, out: str | Path, *, progress: bool = True) -> list[dict]:
     """Run (or resume) the study in ``path`` into the folder ``out``; returns its rows."""
     study, points, runs = load_study(path)
@@ -141,7 +126,9 @@ def _run_points(study, points: list[dict], runs: list, out: Path, progress: bool
             rows.append(json.loads(row_file.read_text()))
             continue
         run_dir = out / "model" if study.mode == "shared" else out / "models" / f"{i:02d}_{_slug(point)}"
-        _train(runs if study.mode == "shared" else [run], run_dir, study.mode == "shared", progress)
+        shared = study.mode == "shared"
+        ensure_trained(runs[0] if shared else run, run_dir, progress=progress,
+                       mixture=runs if shared else None)
         model, trained, _ = load_model(run_dir)
         result = evaluate_model(model, run.sim, trained.seed, study.n, progress=progress, keep=True)
         shown = result.pop("images")
@@ -234,8 +221,7 @@ def _plots(study: StudyConfig, rows: list[dict], methods: list[str], out: Path) 
         ax.set(xlabel=x_name, ylabel=metric.upper(), title=f"{metric.upper()} vs {x_name}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        atomic_write(out / f"{metric}.png", lambda p, f=fig: f.savefig(p, dpi=100, format="png"))
-        plt.close(fig)
+        save_figure(fig, out / f"{metric}.png", dpi=100)
 
 
 def _examples(points: list[dict], images: list[dict[str, np.ndarray]], out: Path) -> None:
@@ -263,5 +249,4 @@ def _examples(points: list[dict], images: list[dict[str, np.ndarray]], out: Path
                 ax.set_ylabel(_label(point), fontsize=8)
         for col in range(len(shown), cols):
             axes[row, col].axis("off")
-    atomic_write(out / "examples.png", lambda p: fig.savefig(p, dpi=80, format="png"))
-    plt.close(fig)
+    save_figure(fig, out / "examples.png", dpi=80)

@@ -1,6 +1,13 @@
-"""The training loop: one readable function.
+"""The training loop: setup in small named functions, then one flat loop.
 
-AdamW at ``train.lr``, learning rate reduced on plateau of the validation loss, stop after
+:func:`train` picks the data (:func:`simulated_data` or :func:`folder_data`), builds the model
+and :func:`optimiser`, resumes a :class:`Session` if asked, and runs ``_loop``: schedule → step
+(:func:`train_step`, which the benchmarks time too) → validate/log/checkpoint → stop
+(:func:`budget_spent`, the one stop rule). :func:`ensure_trained` trains unless a run folder
+already holds the finished model. Checkpoint files are :mod:`restore.checkpoints`.
+
+AdamW at ``train.lr``, learning rate reduced on plateau of the validation loss (or a cosine
+schedule), stop after
 ``train.steps`` steps or ``train.minutes`` minutes. Every ``train.val_every`` steps: loss and
 PSNR on a fixed validation set, a row in ``log.csv``, checkpoints ``last.pt`` and (if the
 validation loss improved) ``best.pt``, each written atomically with the full run config. Ctrl-C
@@ -19,7 +26,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +39,7 @@ from simulate import SimConfig, SynthcareError, atomic_write, ensure_writable, v
 from simulate.paths import check_output_folder, folder_lock
 
 from . import losses
+from .checkpoints import CHECKPOINTS, load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .data import (
     BatchStream,
@@ -41,9 +51,9 @@ from .data import (
     validation_set,
 )
 from .device_batches import DeviceBatches, default_workers
+from .metrics import psnr_from_mse
 from .unet import UNet, UNetConfig
 
-CHECKPOINTS = ("best.pt", "last.pt")
 LOG_FIELDS = ("step", "seconds", "train_loss", "val_loss", "val_psnr", "lr", "patches_per_s")
 
 
@@ -84,69 +94,7 @@ def build_model(run: RunConfig, ndim: int | None = None) -> UNet:
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
     """PSNR (dB) in normalised units, data range 1 (the validation set's scale)."""
-    mse = float((pred - target).square().mean())
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write a checkpoint atomically (temporary file + rename)."""
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def _first_sentence(exc: BaseException) -> str:
-    """The first sentence of an exception's message (torch's run to several lines)."""
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return text.split(". ")[0].rstrip(".")[:160]
-
-
-def read_checkpoint(path: Path) -> dict:
-    """One checkpoint file, or one line saying it is corrupt (truncated, overwritten) or not a
-    synthcare checkpoint."""
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises RuntimeError, EOFError, pickle errors, …
-        why = _first_sentence(exc)
-        raise SynthcareError(f"{path} is corrupt or not a checkpoint ({why})") from None
-    if not isinstance(ck, dict) or not {"model", "unet", "run"} <= ck.keys():
-        raise SynthcareError(f"{path} is not a synthcare checkpoint (it lacks the model, unet and "
-                             "run entries)")
-    return ck
-
-
-def load_checkpoint(run_dir: str | Path, name: str | None = None) -> dict:
-    """``best.pt`` if it exists and is readable, else ``last.pt`` (with a one-line warning on
-    stderr when ``best.pt`` is unreadable), or the named one; loaded on the CPU."""
-    run_dir = Path(run_dir)
-    names = [n for n in ([name] if name else CHECKPOINTS) if (run_dir / n).is_file()]
-    if not names:
-        raise SynthcareError(f"no checkpoint ({name or ' or '.join(CHECKPOINTS)}) in {run_dir}: "
-                             "train a model first")
-    errors = []
-    for n in names:
-        try:
-            ck = read_checkpoint(run_dir / n)
-        except SynthcareError as exc:
-            errors.append(str(exc))
-            continue
-        if errors:
-            print(f"warning: {errors[0]}; using {n} instead", file=sys.stderr)
-        return ck
-    raise SynthcareError(" and ".join(errors) + ": retrain, or restore the run folder from a backup")
-
-
-def load_model(run_dir: str | Path) -> tuple[UNet, RunConfig, dict]:
-    """The trained model (eval mode, CPU), its run config and the checkpoint's metadata."""
-    ck = load_checkpoint(run_dir)
-    try:
-        model = UNet(UNetConfig(**ck["unet"]))
-        model.load_state_dict(ck["model"])
-        run = RunConfig.model_validate(ck["run"])
-    except (TypeError, RuntimeError, ValueError) as exc:
-        why = _first_sentence(exc)
-        raise SynthcareError(f"the checkpoint in {run_dir} does not hold a model this version "
-                             f"can load ({why})") from None
-    model.eval()
-    return model, run, ck
+    return psnr_from_mse(float((pred - target).square().mean()))
 
 
 class _Interrupt:
@@ -173,6 +121,195 @@ class _Interrupt:
             signal.signal(signal.SIGINT, self.previous)
 
 
+@dataclass
+class TrainData:
+    """What a run trains on: ``make_batch(b)``, batch ``b`` as a pure function of ``b`` (numpy
+    arrays, or from the GPU simulator tensors already on the device), and a fixed validation
+    set (numpy, (n, 1, *patch))."""
+
+    make_batch: Callable[[int], tuple]
+    val_x: np.ndarray
+    val_y: np.ndarray
+    ndim: int
+    on_device: bool = False
+    makers: list = field(default_factory=list)  # batch makers to close after training
+
+    def close(self) -> None:
+        for m in self.makers:
+            if hasattr(m, "close"):
+                m.close()
+
+
+def folder_data(run: RunConfig, pairs: str | Path) -> TrainData:
+    """Batches from a folder of real low/GT pairs; the last tenth of the files validates."""
+    t, patch = run.train, run.patch
+    files = pair_files(pairs)
+    n_val = max(1, len(files) // 10) if len(files) > 1 else 0
+    train_files, val_files = files[: len(files) - n_val], files[len(files) - n_val:] or files
+    source = FolderPairs(pairs, patch=patch, seed=run.seed, files=train_files,
+                         patches_per_image=t.patches_per_image, threshold=t.foreground,
+                         augment=t.augment)
+    vsrc = FolderPairs(pairs, patch=patch, seed=run.seed + 1, files=val_files, augment=False,
+                       threshold=t.foreground)
+    val_x, val_y = vsrc.batch(0, t.val_patches)
+    return TrainData(functools.partial(source.batch, batch_size=t.batch_size), val_x, val_y,
+                     source.ndim)
+
+
+def simulated_data(run: RunConfig, mixture: list[SimConfig] | None = None) -> TrainData:
+    """Batches of pairs simulated on the fly from the run (or, in turn, from each configuration
+    of ``mixture``); a GPU simulator hands device tensors (DeviceBatches: geometry drawn ahead
+    by worker processes, the next chunk by a thread), the CPU one numpy arrays."""
+    t = run.train
+    sims = mixture or [run.sim]
+    ndim = model_ndim(run)
+    if any(model_ndim(s) != ndim for s in sims):
+        raise SynthcareError("every configuration of a mixture must give the network the same "
+                             "number of dimensions")
+    on_device = device_pairs(sims)
+    kw = dict(seed=run.seed, batch_size=t.batch_size, patch=run.patch,
+              patches_per_image=t.patches_per_image, jitter=t.jitter, threshold=t.foreground,
+              augment=t.augment)
+    if on_device:
+        gw = t.workers if t.workers is not None else default_workers()
+        makers = [DeviceBatches(s, workers=gw, prefetch=True, **kw) for s in sims]
+    else:
+        makers = [SimulatedBatches(s, **kw) for s in sims]
+    vals = [validation_set(s, seed=run.seed, patch=run.patch,
+                           n_patches=max(1, t.val_patches // len(sims))) for s in sims]
+    val_x, val_y = (np.concatenate(a) for a in zip(*vals, strict=True))
+    return TrainData(makers[0] if len(makers) == 1 else MixedBatches(makers), val_x, val_y, ndim,
+                     on_device, makers)
+
+
+def check_data(run: RunConfig, data: TrainData) -> None:
+    """Refuse a patch of the wrong dimensionality; warn when the targets carry no signal."""
+    if _no_signal(data.val_y):
+        print("warning: the training targets carry no signal (every validation patch is constant): "
+              "check the sample settings and camera.photons (or the pairs)", file=sys.stderr)
+    if len(run.patch) != data.ndim:
+        raise SynthcareError(f"train.patch {list(run.patch)} must have {data.ndim} entries for "
+                             "this task")
+
+
+def optimiser(run: RunConfig, model: UNet) -> tuple[torch.optim.Optimizer, object]:
+    """AdamW and the plateau scheduler (stepped only with ``train.schedule = plateau``)."""
+    t = run.train
+    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=t.lr_factor, patience=t.patience,
+                                                       min_lr=t.min_lr)
+    return opt, sched
+
+
+def budget_spent(t, step: int, seconds: float) -> bool:
+    """The stop rule: ``train.steps`` steps or ``train.minutes`` minutes, whichever first."""
+    return (t.steps is not None and step >= t.steps) or (
+        t.minutes is not None and seconds >= 60 * t.minutes)
+
+
+def train_step(model: UNet, opt: torch.optim.Optimizer, loss_fn, x: torch.Tensor, y: torch.Tensor,
+               *, autocast=None, lr: float | None = None) -> torch.Tensor:
+    """One optimiser step on a batch (already on the model's device and in its memory format);
+    ``lr`` sets the learning rate first. Returns the loss as a detached tensor: no host sync."""
+    with autocast or nullcontext():
+        pred = model(x)
+    loss = loss_fn(pred.float(), y)
+    if lr is not None:
+        for group in opt.param_groups:
+            group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
+@dataclass
+class Session:
+    """A training run in progress: its model, optimiser and counters, and where it writes."""
+
+    run: RunConfig
+    out: Path
+    model: UNet
+    opt: torch.optim.Optimizer
+    sched: object
+    device: torch.device
+    pairs: str | Path | None = None
+    step: int = 0
+    best: float = math.inf
+    elapsed: float = 0.0  # training seconds (validation and checkpoints not counted)
+
+    def __post_init__(self) -> None:
+        t, cuda = self.run.train, self.device.type == "cuda"
+        bf16 = t.bf16 if t.bf16 is not None else cuda
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+        self.memory_format = memory_format_for(self.model.cfg.ndim, cuda)
+        self.loss_fn = losses.get(t.loss)
+
+    def resume(self) -> None:
+        """Model, optimiser, scheduler and counters from ``last.pt``; only the budget (steps,
+        minutes) and the devices may differ from the saved run."""
+        ck = load_checkpoint(self.out, "last.pt")
+        saved = RunConfig.model_validate(ck["run"]).model_dump(mode="json")  # newer defaults filled
+        if _without_budget(saved) != _without_budget(self.run.model_dump(mode="json")):
+            raise SynthcareError(f"--resume: {self.out} was trained with another configuration "
+                                 "(only train.steps and train.minutes may change)")
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        self.step, self.best, self.elapsed = ck["step"], ck["best_val"], ck["seconds"]
+
+    def checkpoint(self, name: str) -> None:
+        save_checkpoint(self.out / name, {
+            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(), "step": self.step, "best_val": self.best,
+            "seconds": self.elapsed, "unet": self.model.cfg.to_dict(),
+            "run": self.run.model_dump(mode="json"),
+            "pairs": str(self.pairs) if self.pairs is not None else None, "versions": versions()})
+
+    def validate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """Validation loss and PSNR (dB) on the fixed set."""
+        self.model.eval()
+        with torch.no_grad(), self.autocast:
+            pred = self.model(x.to(memory_format=self.memory_format)).float()
+        self.model.train()
+        prob = self.model.cfg.probabilistic
+        return float(self.loss_fn(pred, y)), psnr(losses.mean_of(pred, prob), y)
+
+    def batches(self, data: TrainData):
+        """The batch stream from this step on: device tensors as they come, or a DataLoader."""
+        if data.on_device:
+            return (data.make_batch(b) for b in itertools.count(self.step))
+        # bench_train.py, 2 cores: in-process simulation waits 2-3 % of step time, a worker
+        # process 4-12 % (it competes with training for the same cores); spawn, not fork: the
+        # simulator's OpenMP threads make fork() unsafe in the parent
+        workers, cuda = self.run.train.workers or 0, self.device.type == "cuda"
+        return torch.utils.data.DataLoader(BatchStream(data.make_batch, start=self.step),
+                                           batch_size=None, num_workers=workers, pin_memory=cuda,
+                                           multiprocessing_context="spawn" if workers else None,
+                                           prefetch_factor=2 if workers else None)
+
+
+class RunLog:
+    """``log.csv`` of a run (a header unless resuming one), and TensorBoard when installed."""
+
+    def __init__(self, out: Path, resume: bool):
+        self.path, self.writer = out / "log.csv", _tensorboard(out)
+        if not resume or not self.path.exists():
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f).writerow(LOG_FIELDS)
+
+    def write(self, row: tuple) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow(row)
+        if self.writer is not None:
+            for k, v in zip(LOG_FIELDS[2:], row[2:], strict=True):
+                self.writer.add_scalar(k, v, row[0])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, resume: bool = False,
           progress: bool = True, mixture: list[SimConfig] | None = None) -> dict:
     """Train the network a run describes into the folder ``out``; returns a summary dict.
@@ -183,183 +320,83 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
     """
     out = check_output_folder(out, "--out")
     _refuse_trained(out, resume)
-    t = run.train
-    device = pick_device(t.device)
-    patch = run.patch
-
-    # data: a batch function (pure in the batch number) and a fixed validation set
-    if pairs is not None:
-        files = pair_files(pairs)
-        n_val = max(1, len(files) // 10) if len(files) > 1 else 0
-        train_files, val_files = files[: len(files) - n_val], files[len(files) - n_val:] or files
-        source = FolderPairs(pairs, patch=patch, seed=run.seed, files=train_files,
-                             patches_per_image=t.patches_per_image, threshold=t.foreground,
-                             augment=t.augment)
-        ndim = source.ndim
-        vsrc = FolderPairs(pairs, patch=patch, seed=run.seed + 1, files=val_files, augment=False,
-                           threshold=t.foreground)
-        val_x, val_y = vsrc.batch(0, t.val_patches)
-        make_batch = functools.partial(source.batch, batch_size=t.batch_size)
-        gpu_pairs = False
-    else:
-        sims = mixture or [run.sim]
-        ndim = model_ndim(run)
-        if any(model_ndim(s) != ndim for s in sims):
-            raise SynthcareError("every configuration of a mixture must give the network the same "
-                                 "number of dimensions")
-        # a GPU simulator hands torch tensors on the device (DeviceBatches); the CPU one numpy
-        # arrays that a DataLoader turns into tensors
-        gpu_pairs = device_pairs(sims)
-        kw = dict(seed=run.seed, batch_size=t.batch_size, patch=patch,
-                  patches_per_image=t.patches_per_image, jitter=t.jitter, threshold=t.foreground,
-                  augment=t.augment)
-        if gpu_pairs:  # geometry drawn ahead by worker processes, the next chunk by a thread
-            gw = t.workers if t.workers is not None else default_workers()
-            makers = [DeviceBatches(s, workers=gw, prefetch=True, **kw) for s in sims]
-        else:
-            makers = [SimulatedBatches(s, **kw) for s in sims]
-        make_batch = makers[0] if len(makers) == 1 else MixedBatches(makers)
-        vals = [validation_set(s, seed=run.seed, patch=patch,
-                               n_patches=max(1, t.val_patches // len(sims))) for s in sims]
-        val_x, val_y = (np.concatenate(a) for a in zip(*vals, strict=True))
-    if _no_signal(val_y):
-        print("warning: the training targets carry no signal (every validation patch is constant): "
-              "check the sample settings and camera.photons (or the pairs)", file=sys.stderr)
-    if len(patch) != ndim:
-        raise SynthcareError(f"train.patch {list(patch)} must have {ndim} entries for this task")
-
-    torch.manual_seed(t.seed)
-    model = build_model(run, ndim).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=t.lr_factor, patience=t.patience,
-                                                       min_lr=t.min_lr)
-    loss_fn = losses.get(t.loss)
-    prob = model.cfg.probabilistic
-    step, best, elapsed = 0, math.inf, 0.0
+    device = pick_device(run.train.device)
+    data = folder_data(run, pairs) if pairs is not None else simulated_data(run, mixture)
+    check_data(run, data)
+    torch.manual_seed(run.train.seed)
+    model = build_model(run, data.ndim).to(device)
+    opt, sched = optimiser(run, model)
     with folder_lock(out, "training"):
         _refuse_trained(out, resume)  # again under the lock: another writer may have finished
         ensure_writable(out)
+        s = Session(run, out, model, opt, sched, device, pairs)
         if resume:
-            ck = load_checkpoint(out, "last.pt")
-            saved = RunConfig.model_validate(ck["run"]).model_dump(mode="json")  # newer defaults filled
-            if _without_budget(saved) != _without_budget(run.model_dump(mode="json")):
-                raise SynthcareError(f"--resume: {out} was trained with another configuration "
-                                     "(only train.steps and train.minutes may change)")
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
-            step, best, elapsed = ck["step"], ck["best_val"], ck["seconds"]
+            s.resume()
         atomic_write(out / "run.yaml", lambda p: run.to_yaml(p))
+        s.model = s.model.to(memory_format=s.memory_format)
+        try:
+            return _loop(s, data, RunLog(out, resume), progress)
+        finally:
+            data.close()
 
-        cuda = device.type == "cuda"
-        bf16 = t.bf16 if t.bf16 is not None else cuda
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-        memory_format = memory_format_for(ndim, cuda)
-        model = model.to(memory_format=memory_format)
-        val_x_t, val_y_t = torch.from_numpy(val_x).to(device), torch.from_numpy(val_y).to(device)
-        # bench_train.py, 2 cores: in-process simulation waits 2-3 % of step time, a worker process
-        # 4-12 % (it competes with training for the same cores)
-        workers = t.workers if t.workers is not None else 0
-        # spawn, not fork: the simulator's OpenMP threads make fork() unsafe in the parent
-        if gpu_pairs:
-            loader = (make_batch(b) for b in itertools.count(step))  # already tensors on the device
-        else:
-            loader = torch.utils.data.DataLoader(BatchStream(make_batch, start=step), batch_size=None,
-                                                 num_workers=workers, pin_memory=cuda,
-                                                 multiprocessing_context="spawn" if workers else None,
-                                                 prefetch_factor=2 if workers else None)
-        writer = _tensorboard(out)
-        log_path = out / "log.csv"
-        if not resume or not log_path.exists():
-            with open(log_path, "w", newline="") as f:
-                csv.writer(f).writerow(LOG_FIELDS)
 
-        def checkpoint(name: str) -> None:
-            save_checkpoint(out / name, {
-                "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "step": step, "best_val": best, "seconds": elapsed,
-                "unet": model.cfg.to_dict(), "run": run.model_dump(mode="json"),
-                "pairs": str(pairs) if pairs is not None else None, "versions": versions()})
+def _loop(s: Session, data: TrainData, log: RunLog, progress: bool) -> dict:
+    """Schedule → step → log/validate/checkpoint → stop, until the budget is spent or Ctrl-C."""
+    t = s.run.train
+    val_x, val_y = (torch.from_numpy(a).to(s.device) for a in (data.val_x, data.val_y))
+    loader = s.batches(data)
+    bar = tqdm(total=t.steps, initial=s.step, desc="train", unit="step", disable=not progress,
+               dynamic_ncols=True)
+    window, window_steps, data_wait, logged_at = 0.0, 0, 0.0, s.elapsed
+    val_loss, val_psnr, status = math.nan, math.nan, "finished"
+    t_mark = time.perf_counter()
+    s.model.train()
+    with _Interrupt() as interrupt:
+        batches = iter(loader)
+        while not budget_spent(t, s.step, s.elapsed):
+            if interrupt.requested:
+                status = "interrupted"
+                break
+            t0 = time.perf_counter()
+            x, y = next(batches)
+            data_wait += time.perf_counter() - t0
+            x = x.to(s.device, non_blocking=True).to(memory_format=s.memory_format)
+            y = y.to(s.device, non_blocking=True)
+            lr = cosine_lr(t, s.step, s.elapsed) if t.schedule == "cosine" else None
+            # no .item() per step: the GPU never waits for the host
+            window = window + train_step(s.model, s.opt, s.loss_fn, x, y, autocast=s.autocast, lr=lr)
+            s.step += 1
+            window_steps += 1
+            now = time.perf_counter()
+            s.elapsed += now - t_mark
+            t_mark = now
+            bar.update(1)
+            if s.step % t.val_every == 0 or budget_spent(t, s.step, s.elapsed) or interrupt.requested:
+                val_loss, val_psnr = s.validate(val_x, val_y)
+                rate = window_steps * t.batch_size / max(s.elapsed - logged_at, 1e-9)
+                _report(s, log, bar, float(window) / window_steps, val_loss, val_psnr, rate)
+                window, window_steps, logged_at = 0.0, 0, s.elapsed
+                t_mark = time.perf_counter()  # validation and checkpoints are not training time
+    bar.close()
+    log.close()
+    if s.step == 0 or not (s.out / "last.pt").exists():
+        s.checkpoint("last.pt")
+    return {"status": status, "steps": s.step, "seconds": s.elapsed, "best_val_loss": s.best,
+            "val_psnr": val_psnr, "data_wait_s": data_wait, "out": str(s.out)}
 
-        def validate() -> tuple[float, float]:
-            model.eval()
-            with torch.no_grad(), autocast:
-                pred = model(val_x_t.to(memory_format=memory_format)).float()
-            model.train()
-            return float(loss_fn(pred, val_y_t)), psnr(losses.mean_of(pred, prob), val_y_t)
 
-        total = t.steps if t.steps is not None else None
-        bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not progress,
-                   dynamic_ncols=True)
-        window, window_steps, data_wait, logged_at = 0.0, 0, 0.0, elapsed
-        val_loss, val_psnr = math.nan, math.nan
-        t_mark = time.perf_counter()
-        status = "finished"
-        model.train()
-        with _Interrupt() as interrupt:
-            batches = iter(loader)
-            while True:
-                if (t.steps is not None and step >= t.steps) or (
-                        t.minutes is not None and elapsed >= 60 * t.minutes):
-                    break
-                if interrupt.requested:
-                    status = "interrupted"
-                    break
-                t0 = time.perf_counter()
-                x, y = next(batches)
-                data_wait += time.perf_counter() - t0
-                x = x.to(device, non_blocking=True).to(memory_format=memory_format)
-                y = y.to(device, non_blocking=True)
-                with autocast:
-                    pred = model(x)
-                loss = loss_fn(pred.float(), y)
-                if t.schedule == "cosine":
-                    for group in opt.param_groups:
-                        group["lr"] = cosine_lr(t, step, elapsed)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                window = window + loss.detach()  # no .item() per step: the GPU never waits for the host
-                window_steps += 1
-                now = time.perf_counter()
-                elapsed += now - t_mark
-                t_mark = now
-                bar.update(1)
-                last = (t.steps is not None and step >= t.steps) or (
-                    t.minutes is not None and elapsed >= 60 * t.minutes)
-                if step % t.val_every == 0 or last or interrupt.requested:
-                    val_loss, val_psnr = validate()
-                    if t.schedule == "plateau":
-                        sched.step(val_loss)
-                    window = float(window)
-                    rate = window_steps * t.batch_size / max(elapsed - logged_at, 1e-9)
-                    logged_at = elapsed
-                    row = (step, round(elapsed, 3), window / window_steps, val_loss, val_psnr,
-                           opt.param_groups[0]["lr"], rate)
-                    with open(log_path, "a", newline="") as f:
-                        csv.writer(f).writerow(row)
-                    if writer is not None:
-                        for k, v in zip(LOG_FIELDS[2:], row[2:], strict=True):
-                            writer.add_scalar(k, v, step)
-                    if val_loss < best:
-                        best = val_loss
-                        checkpoint("best.pt")
-                    checkpoint("last.pt")
-                    bar.set_postfix(loss=f"{window / window_steps:.4f}", val_psnr=f"{val_psnr:.2f}",
-                                    patches_s=f"{rate:.1f}")
-                    window, window_steps = 0.0, 0
-                    t_mark = time.perf_counter()  # validation and checkpoints are not training time
-        bar.close()
-        if gpu_pairs:
-            for m in makers:
-                m.close()
-        if writer is not None:
-            writer.close()
-        if step == 0 or not (out / "last.pt").exists():
-            checkpoint("last.pt")
-    return {"status": status, "steps": step, "seconds": elapsed, "best_val_loss": best,
-            "val_psnr": val_psnr, "data_wait_s": data_wait, "out": str(out)}
+def _report(s: Session, log: RunLog, bar, train_loss: float, val_loss: float, val_psnr: float,
+            rate: float) -> None:
+    """After a validation: scheduler, log row, ``best.pt`` if it improved, ``last.pt``."""
+    if s.run.train.schedule == "plateau":
+        s.sched.step(val_loss)
+    log.write((s.step, round(s.elapsed, 3), train_loss, val_loss, val_psnr,
+               s.opt.param_groups[0]["lr"], rate))
+    if val_loss < s.best:
+        s.best = val_loss
+        s.checkpoint("best.pt")
+    s.checkpoint("last.pt")
+    bar.set_postfix(loss=f"{train_loss:.4f}", val_psnr=f"{val_psnr:.2f}", patches_s=f"{rate:.1f}")
 
 
 def _refuse_trained(out: Path, resume: bool) -> None:
@@ -406,4 +443,29 @@ def read_log(run_dir: str | Path) -> list[dict[str, float]]:
     """The rows of a run's log.csv as dicts of floats."""
     with open(Path(run_dir) / "log.csv") as f:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def finished(run_dir: str | Path, run: RunConfig) -> bool:
+    """Whether ``run_dir`` holds a checkpoint whose log reached ``run``'s budget (its steps, or
+    its minutes within a second)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "last.pt").exists() or not (run_dir / "log.csv").exists():
+        return False
+    log = read_log(run_dir)
+    if not log:
+        return False
+    t = run.train
+    return ((t.steps is not None and log[-1]["step"] >= t.steps)
+            or (t.minutes is not None and log[-1]["seconds"] >= 60 * t.minutes - 1))
+
+
+def ensure_trained(run: RunConfig, run_dir: str | Path, *, progress: bool = True,
+                   mixture: list[RunConfig] | None = None) -> dict | None:
+    """Train ``run`` into ``run_dir`` unless it is :func:`finished` there, resuming a checkpoint
+    an interrupted run left; returns :func:`train`'s summary, or None when the model was reused."""
+    run_dir = Path(run_dir)
+    if finished(run_dir, run):
+        return None
+    return train(run, run_dir, progress=progress, resume=(run_dir / "last.pt").exists(),
+                 mixture=mixture)
 

@@ -34,7 +34,6 @@ from .config import (
     validate,
 )
 from .errors import ConfigError, SynthcareError
-from .io import atomic_write, ensure_writable, read_tiff, versions, write_tiff
 from .pairs import (
     Geometry,
     Pair,
@@ -48,6 +47,7 @@ from .pairs import (
     simulate_volume,
 )
 from .sampling import interpolate_axis
+from .tiff import atomic_write, ensure_writable, read_tiff, save_figure, versions, write_tiff
 
 
 def set_threads(n: int) -> None:
@@ -89,6 +89,7 @@ __all__ = [
     "read_yaml",
     "render",
     "sampling",
+    "save_figure",
     "set_threads",
     "simulate_pair",
     "simulate_pairs",

@@ -361,7 +361,6 @@ def plot(cal: Calibration, path: str | Path) -> Path:
                 title="skewness crosses zero at the offset")
     for ax in axes:
         ax.legend(fontsize=8)
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    from .tiff import save_figure
+
+    return save_figure(fig, path, dpi=110)

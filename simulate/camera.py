@@ -23,26 +23,49 @@ nominal parameters), so fixed-pattern noise is something restoration should remo
 from __future__ import annotations
 
 import functools
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import annotated_types
 import numba
 import numpy as np
 
 from .backend import array_module, to_host
+from .config import CameraConfig
 from .errors import SynthcareError
-from .rng import gamma, normal, poisson
+from .kernels import pixel_adu
 from .rng import key_from as rng_key
 
 
-def _check(name: str, value, lo: float, hi: float = np.inf, *, lo_open: bool = False) -> None:
+def _bounds(name: str) -> tuple[float, float, bool, bool]:
+    """(low, high, low open, high open) of a camera setting, from its :class:`CameraConfig`
+    field: the config model is the one place a setting's range is written."""
+    lo, hi, lo_open, hi_open = -np.inf, np.inf, False, False
+    for m in CameraConfig.model_fields[name].metadata:
+        if isinstance(m, annotated_types.Ge):
+            lo = float(m.ge)
+        elif isinstance(m, annotated_types.Gt):
+            lo, lo_open = float(m.gt), True
+        elif isinstance(m, annotated_types.Le):
+            hi = float(m.le)
+        elif isinstance(m, annotated_types.Lt):
+            hi, hi_open = float(m.lt), True
+    return lo, hi, lo_open, hi_open
+
+
+def _check(name: str, value) -> None:
+    """Refuse a setting (scalar or per-pixel map) outside its range, naming it and the range."""
+    lo, hi, lo_open, hi_open = _bounds(name)
     v = np.asarray(value, dtype=np.float64)
-    bad = (v <= lo) if lo_open else (v < lo)
-    if not np.all(np.isfinite(v)) or np.any(bad) or np.any(v > hi):
-        rng = f"({lo}, {hi}]" if lo_open else f"[{lo}, {hi}]"
+    bad = ((v <= lo) if lo_open else (v < lo)) | ((v >= hi) if hi_open else (v > hi))
+    if not np.all(np.isfinite(v)) or np.any(bad):
+        rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
         shown = v if v.ndim == 0 else f"a map with range [{v.min()}, {v.max()}]"
         raise SynthcareError(f"camera {name} must be in {rng}, got {shown}")
+
+
+# a runtime camera's defaults are its config's (immutable scalars)
+_DEFAULTS = {name: f.default for name, f in CameraConfig.model_fields.items()}
 
 
 @dataclass(frozen=True)
@@ -67,41 +90,30 @@ class Camera:
     pattern_seed : seed of the fixed pattern (which pixels are hot).
     """
 
-    qe: float = 0.8
-    gain: float | np.ndarray = 1.0
-    offset: float | np.ndarray = 100.0
-    read_noise: float | np.ndarray = 1.5
-    dark: float = 0.0
-    em_gain: float | None = None
-    em_spread: float = 1.0
-    bits: int | None = 16
-    hot_pixels: float = 0.0
-    hot_level: float = 500.0
-    photon_counting: bool = False
-    pattern_seed: int = 0
+    qe: float = _DEFAULTS["qe"]
+    gain: float | np.ndarray = _DEFAULTS["gain"]
+    offset: float | np.ndarray = _DEFAULTS["offset"]
+    read_noise: float | np.ndarray = _DEFAULTS["read_noise"]
+    dark: float = _DEFAULTS["dark"]
+    em_gain: float | None = _DEFAULTS["em_gain"]
+    em_spread: float = _DEFAULTS["em_spread"]
+    bits: int | None = _DEFAULTS["bits"]
+    hot_pixels: float = _DEFAULTS["hot_pixels"]
+    hot_level: float = _DEFAULTS["hot_level"]
+    photon_counting: bool = _DEFAULTS["photon_counting"]
+    pattern_seed: int = _DEFAULTS["pattern_seed"]
     _hot_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _check("qe", self.qe, 0.0, 1.0, lo_open=True)
-        _check("gain", self.gain, 0.0, lo_open=True)
-        _check("offset", self.offset, 0.0)
-        _check("read_noise", self.read_noise, 0.0)
-        _check("dark", self.dark, 0.0)
-        _check("hot_pixels", self.hot_pixels, 0.0, 1.0)
-        _check("hot_level", self.hot_level, 0.0)
-        if self.em_gain is not None:
-            _check("em_gain", self.em_gain, 1.0)
-        _check("em_spread", self.em_spread, 0.0, 1.0, lo_open=True)
-        if self.bits is not None and not 1 <= int(self.bits) <= 32:
-            raise SynthcareError(f"camera bits must be in [1, 32] or None, got {self.bits}")
+        for f in fields(self):
+            if f.init and getattr(self, f.name) is not None and f.name != "photon_counting":
+                _check(f.name, getattr(self, f.name))  # None: no EM register, no clipping
 
     @classmethod
     def from_config(cls, cfg, maps: dict[str, np.ndarray] | None = None) -> Camera:
         """From a :class:`~simulate.config.CameraConfig`; ``maps`` may replace gain, offset and
         read_noise by per-pixel arrays."""
-        kw = {k: getattr(cfg, k) for k in ("qe", "gain", "offset", "read_noise", "dark", "em_gain",
-                                           "em_spread", "bits", "hot_pixels", "hot_level", "photon_counting",
-                                           "pattern_seed")}
+        kw = {f.name: getattr(cfg, f.name) for f in fields(cls) if f.init}
         if maps is None and cfg.maps:
             maps = load_maps(cfg.maps)
         kw.update(maps or {})
@@ -208,28 +220,6 @@ def load_maps(path: str) -> dict[str, np.ndarray]:
     if not maps or any(m.ndim != 2 for m in maps.values()):
         raise SynthcareError(f"camera.maps {p} must hold 2D arrays named gain, offset or read_noise")
     return maps
-
-
-@numba.njit(inline="always")
-def pixel_adu(photons, stream, qe, dark, hot, em_gain, em_spread, read_noise, gain, offset, counting,
-              top, k0, k1):  # pragma: no cover - numba
-    """One pixel's exposure from its own random ``stream`` under key (k0, k1) (CPU and CUDA)."""
-    e, draw = poisson(qe * photons + dark + hot, stream, 0, k0, k1)
-    if em_gain > 0.0 and e > 0.0:
-        # Gamma(n/c², c²·G): n electrons' multiplied output, each with relative variance c²
-        # (c² = 1: an EM register's exponential, F² = 2); the shape n/c² ≥ 1 as c² ≤ 1
-        g, draw = gamma(e / em_spread, stream, draw, k0, k1)
-        e = g * em_spread * em_gain
-    if counting:
-        adu = e
-    else:
-        r, draw = normal(stream, draw, k0, k1)
-        adu = gain * (e + read_noise * r) + offset
-    adu = math.floor(adu + 0.5)
-    # clipped with if/else: numba's built-in CUDA target cannot type min/max of two scalars
-    if adu < 0.0:
-        return 0.0
-    return top if adu > top else adu
 
 
 @numba.njit(parallel=True, cache=True)

@@ -1,7 +1,7 @@
 """The camera on a GPU: the per-pixel exposure of :mod:`simulate.camera` as a numba CUDA kernel.
 
 One thread per pixel runs the very same function as the CPU kernel
-(:func:`simulate.camera.pixel_adu`, a numba ``@jit`` function, which numba compiles as a CUDA
+(:func:`simulate.kernels.pixel_adu`, a numba ``@jit`` function, which numba compiles as a CUDA
 device function), with the same counter-based Philox streams, so a frame captured on the GPU
 is the CPU's frame for the same photons and key. Under numba's CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1``, how the tests check it on the CPU) the two are bit-identical; on a
@@ -17,7 +17,7 @@ import numpy as np
 from numba import cuda
 
 from .backend import kernel_array
-from .camera import pixel_adu
+from .kernels import pixel_adu
 
 _THREADS = 256
 

@@ -31,11 +31,9 @@ from pydantic import (
 )
 
 from .errors import ConfigError
+from .tasks import TASKS, spec
 
-TASKS = ("denoise", "upsample", "isotropic", "deconvolve", "n2n")
-PSF_MODELS = ("gaussian", "widefield", "confocal", "lightsheet", "measured")
-# Largest truth grid a pair may use (voxels); far beyond this a pair does not fit in memory.
-MAX_TRUTH_VOXELS = 2**31 - 1
+TaskName = Literal[tuple(TASKS)]  # the task table's names, one spelling
 
 
 class Settings(BaseModel):
@@ -342,7 +340,7 @@ class TargetConfig(Settings):
 class SimConfig(Settings):
     """Everything that defines a simulated pair, except the (seed, index) that draws it."""
 
-    task: Literal["denoise", "upsample", "isotropic", "deconvolve", "n2n"] = "denoise"
+    task: TaskName = "denoise"
     shape: tuple[int, ...] = Field((128, 128), description="detector grid, (z, y, x) or (y, x), pixels")
     seed: int = Field(0, ge=0, description="default seed of a dataset (pair = f(config, seed, index))")
     sample: SampleConfig = SampleConfig()
@@ -368,16 +366,18 @@ class SimConfig(Settings):
 
     @model_validator(mode="after")
     def _task_fits(self) -> SimConfig:
-        if self.task in ("upsample", "isotropic"):
+        task = spec(self.task)
+        if task.anisotropic:
             if len(self.shape) != 3 or self.shape[0] < 2:
                 raise ValueError(f"task '{self.task}' needs a 3D shape (z, y, x) with z >= 2, "
                                  f"got {list(self.shape)}")
             if self.sampling.z_factor < 2:
                 raise ValueError(f"task '{self.task}' needs sampling.z_factor >= 2 "
                                  f"(got {self.sampling.z_factor})")
-        if self.sample.images.folder and (self.task not in ("denoise", "n2n") or self.ndim != 2):
-            raise ValueError("sample.images (semi-synthetic pairs) works with 2D denoise and n2n "
-                             f"tasks, not task '{self.task}' with a {self.ndim}D shape")
+        if self.sample.images.folder and (not task.user_images or self.ndim != 2):
+            able = " and ".join(t.name for t in TASKS.values() if t.user_images)
+            raise ValueError(f"sample.images (semi-synthetic pairs) works with 2D {able} tasks, "
+                             f"not task '{self.task}' with a {self.ndim}D shape")
         return self
 
     @model_validator(mode="after")
@@ -574,15 +574,26 @@ def load_preset(name: str) -> dict[str, Any]:
     return yaml.safe_load(preset_text(name))
 
 
-def load(preset: str | None = None, config: str | Path | None = None,
-         overrides: list[str] | None = None) -> SimConfig:
-    """The configuration a command line asks for: a preset or a file, then ``--set`` overrides."""
+def load_settings(model: type[BaseModel], preset: str | None = None,
+                  config: str | Path | None = None, overrides: list[str] | None = None) -> Any:
+    """The settings a command line asks for, as ``model``: ``--preset`` or ``--config``, then
+    ``--set`` overrides, applied to the raw settings before one validation (so a setting derived
+    from others, left unset, is derived from the overridden values). A ``train:`` section is
+    dropped for a model without one."""
     if preset and config:
         raise ConfigError("give either --preset or --config, not both")
     if config:
-        base = SimConfig.from_yaml(config)
+        data = read_yaml(config)
     elif preset:
-        base = SimConfig.from_preset(preset)
+        data = load_preset(preset)
     else:
         raise ConfigError(f"give --preset NAME (one of {', '.join(list_presets())}) or --config FILE")
-    return base.with_overrides(overrides or [])
+    if "train" not in model.model_fields:
+        data.pop("train", None)
+    return validate(model, apply_overrides(data, overrides or [], model))
+
+
+def load(preset: str | None = None, config: str | Path | None = None,
+         overrides: list[str] | None = None) -> SimConfig:
+    """The simulation a command line asks for (see :func:`load_settings`)."""
+    return load_settings(SimConfig, preset, config, overrides)

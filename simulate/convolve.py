@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import scipy.fft
@@ -56,29 +57,46 @@ def otf(psf: np.ndarray) -> np.ndarray:
     return scipy.fft.rfftn(np.fft.ifftshift(psf), workers=backend.FFT_WORKERS).astype(np.complex64)
 
 
-def optics_key(optics, ndim: int = 3) -> tuple:
-    """Cache key of an :class:`~simulate.config.OpticsConfig`'s PSF for a ``ndim``-D simulation
-    (a measured PSF's file modification time included, so an edited file is not served stale)."""
+class OpticsKey(NamedTuple):
+    """Cache key of the microscope's PSF: its optics, the simulation's dimensionality and a
+    measured PSF file's modification time (so an edited file is not served stale)."""
+
+    optics: object  # an OpticsConfig (frozen, hashable)
+    ndim: int
+    mtime: int | None
+
+
+class NarrowKey(NamedTuple):
+    """Cache key of a narrow Gaussian PSF (:func:`simulate.psf.narrow_gaussian`), µm FWHM."""
+
+    fwhm_xy: float
+    fwhm_z: float
+
+
+def optics_key(optics, ndim: int = 3) -> OpticsKey:
+    """The :class:`OpticsKey` of an :class:`~simulate.config.OpticsConfig` for a ``ndim``-D
+    simulation."""
     mtime = None
     if optics.psf == "measured":
         p = Path(optics.psf_file)
         mtime = p.stat().st_mtime_ns if p.exists() else None
-    return ("optics", optics, ndim, mtime)
+    return OpticsKey(optics, ndim, mtime)
 
 
-def narrow_key(fwhm_xy: float, fwhm_z: float) -> tuple:
-    """Cache key of the narrow Gaussian of deconvolution targets
-    (:func:`simulate.psf.narrow_gaussian`)."""
-    return ("narrow", float(fwhm_xy), float(fwhm_z))
+def narrow_key(fwhm_xy: float, fwhm_z: float) -> NarrowKey:
+    """The :class:`NarrowKey` of the narrow Gaussian of deconvolution targets and isotropic
+    references."""
+    return NarrowKey(float(fwhm_xy), float(fwhm_z))
 
 
-def _psf_for(key: tuple, shape: tuple[int, ...], spacing: tuple[float, ...]) -> np.ndarray:
-    if key[0] == "narrow":
-        return psf_models.narrow_gaussian(shape, spacing, fwhm_xy=key[1], fwhm_z=key[2])
-    return psf_models.from_config(key[1], shape, spacing, thin_sample=key[2] == 2)
+def _psf_for(key: OpticsKey | NarrowKey, shape: tuple[int, ...],
+             spacing: tuple[float, ...]) -> np.ndarray:
+    if isinstance(key, NarrowKey):
+        return psf_models.narrow_gaussian(shape, spacing, fwhm_xy=key.fwhm_xy, fwhm_z=key.fwhm_z)
+    return psf_models.from_config(key.optics, shape, spacing, thin_sample=key.ndim == 2)
 
 
-def detector_otf(key: tuple, grid: Grid) -> tuple[np.ndarray, float]:
+def detector_otf(key: OpticsKey | NarrowKey, grid: Grid) -> tuple[np.ndarray, float]:
     """Full OTF (L, Ny, Nx//2 + 1) of a PSF key on ``grid``'s FFT grid, with pixel integration,
     and the light the PSF's focal plane carries (its sum)."""
     shape = (grid.z_fft, *grid.truth_shape[1:])

@@ -878,6 +878,6 @@ def plot_fit(image: np.ndarray, run: dict[str, Any], path, *, seed: int = 0):
                  yscale="log")
     for axis in ax[1]:
         axis.legend()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    from .tiff import save_figure
+
+    return save_figure(fig, path, dpi=90)

@@ -32,7 +32,7 @@ from types import ModuleType
 
 import numpy as np
 
-from . import backend, convolve, images, library, phantoms, render
+from . import backend, convolve, images, library, phantoms, render, tasks
 from .camera import Camera
 from .config import SimConfig
 from .psf import model_fwhm
@@ -214,8 +214,9 @@ def simulate_pairs(config: SimConfig, seed: int, indices: Sequence[int], *,
         use = [images.uses_image(cfg.sample.images.fraction, seed, i) for i in indices]
         if any(use):
             return _with_images(cfg, seed, list(indices), use, geometry)
+    task = tasks.spec(cfg.task)
     extra = ()
-    if cfg.task == "deconvolve":
+    if task.narrow_target:
         extra = (convolve.narrow_key(cfg.target.fwhm_xy or 2 * cfg.sampling.pixel,
                                      cfg.target.fwhm_z or 2 * cfg.sampling.pixel
                                      * cfg.sampling.z_factor),)
@@ -223,18 +224,18 @@ def simulate_pairs(config: SimConfig, seed: int, indices: Sequence[int], *,
     grid = im.grid
     in_planes = grid.input_planes
     n_in = len(in_planes)
-    tgt_planes = grid.iso_planes if cfg.task == "upsample" else in_planes
+    tgt_planes = grid.iso_planes if task.target_on_fine_z else in_planes
     both = convolve.detector_planes(im.spectrum, im.plan, 0, grid, in_planes + tgt_planes, crop=False)
     im.calibrate(both[:, :n_in])
     both *= im.scale
     photons_in = im.photons(grid.crop(both[:, :n_in]), in_planes)
-    signal_tgt = (im.signal(in_planes, which=1) if cfg.task == "deconvolve"
+    signal_tgt = (im.signal(in_planes, which=1) if task.narrow_target
                   else grid.crop(both[:, n_in:]))
     photons_tgt = im.photons(signal_tgt, tgt_planes)
     clock.lap("optics")
 
     camera = Camera.from_config(cfg.camera)
-    if cfg.task == "isotropic":
+    if task.lateral_slices:
         # the residual axial blur acts on the padded field, so crop borders hold real context
         blurred = backend.ndimage(xp).gaussian_filter1d(both[:, :n_in], residual_sigma(cfg), axis=-2)
         inp, photons_tgt = _isotropic_slices(cfg, camera, im.photons(grid.crop(blurred), in_planes),
@@ -242,7 +243,7 @@ def simulate_pairs(config: SimConfig, seed: int, indices: Sequence[int], *,
     else:
         inp = camera.capture(photons_in, im.noise("noise"))
     clean = camera.expected(photons_tgt)
-    if cfg.task == "n2n":
+    if task.second_exposure:
         target = camera.capture(photons_tgt, im.noise("target"))
     elif cfg.target.noise == "high":
         target = _high_photon(camera, photons_tgt, cfg.target.photons / cfg.camera.photons,
@@ -270,7 +271,7 @@ def _with_images(cfg: SimConfig, seed: int, indices: list[int], use: list[bool],
                          .astype(np.float32))
     inp = camera.capture(photons, [r["noise"] for r in rng])
     clean = camera.expected(photons)
-    if cfg.task == "n2n":
+    if tasks.spec(cfg.task).second_exposure:
         target = camera.capture(photons, [r["target"] for r in rng])
     elif cfg.target.noise == "high":
         target = _high_photon(camera, photons, cfg.target.photons / cfg.camera.photons,
@@ -326,7 +327,7 @@ def simulate_volume(config: SimConfig, seed: int, index: int) -> Volume:
     if cfg.ndim != 3:
         raise ValueError("simulate_volume needs a 3D config")
     extra = ()
-    if cfg.task == "isotropic":
+    if tasks.spec(cfg.task).narrow_reference:
         fxy = model_fwhm(cfg.optics)[1]
         extra = (convolve.narrow_key(fxy, fxy),)
     im = _image(cfg, seed, [index], extra)

@@ -284,7 +284,7 @@ def measured(path: str | Path, shape: Sequence[int], spacing: Sequence[float], *
     """
     import tifffile
 
-    from .io import tiff_spacing
+    from .tiff import tiff_spacing
 
     path = Path(path)
     if not path.is_file():

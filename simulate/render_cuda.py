@@ -20,14 +20,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numba import cuda
 
 from .backend import kernel_array
 from .errors import SynthcareError
+from .kernels import coverage, ellipsoid_layout, point_voxels, render_points
 from .phantoms import Sample
-from .render import coverage, ellipsoid_layout, point_voxels, render_points
 
 _coverage_dev = cuda.jit(device=True)(coverage)
 _ROWS = (8, 16)  # threads per block over (sample·plane, row)
@@ -92,26 +93,53 @@ def _grid2(shape: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
     return (math.ceil(shape[0] / _ROWS[0]), math.ceil(shape[1] / _ROWS[1])), _ROWS
 
 
+class Points(NamedTuple):
+    """Point sources bucketed by row for ``_splat_rows``: voxel coordinates, weights, the sort
+    order by bucket key (iz + 1)·(ny + 1) + (iy + 1), and each bucket's start in that order."""
+
+    z: np.ndarray
+    y: np.ndarray
+    x: np.ndarray
+    w: np.ndarray
+    order: np.ndarray
+    starts: np.ndarray
+
+
+class GranuleLayout(NamedTuple):
+    """Granules for ``_ellipsoid_rows``: voxel bounds, the grid spacing (µm), centres, inverse
+    rotations, semi-axes, inner fractions, anti-aliasing width and brightness scale (from the
+    CPU's :func:`simulate.kernels.ellipsoid_layout`)."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    spacing: np.ndarray
+    centres: np.ndarray
+    inv_rot: np.ndarray
+    axes: np.ndarray
+    inner: np.ndarray
+    aa: float
+    scale: np.ndarray
+
+
 @dataclass(frozen=True)
 class Prepared:
     """What the CUDA kernels need to render one sample, all host (numpy) arrays, so it can be
     made ahead of time in another process (:func:`prepare`).
 
-    points : (z, y, x) voxel coordinates, weights, sort order and bucket starts of the point
-        sources (filaments, beads, granules too small to cover a voxel centre) for
-        ``_splat_rows``, bucketed by key (iz + 1)·(ny + 1) + (iy + 1).
-    granules : (lo, hi, spacing, centres, inv_rot, axes, inner, aa, scale) for
-        ``_ellipsoid_rows``; ``scale`` (brightness over the granule's summed coverage) is computed
-        by the CPU kernel, so each granule integrates to the same brightness as on the CPU.
+    points : :class:`Points`, the point sources (filaments, beads, granules too small to cover a
+        voxel centre).
+    granules : :class:`GranuleLayout` or None; ``scale`` (brightness over the granule's summed
+        coverage) is computed by the CPU kernel, so each granule integrates to the same
+        brightness as on the CPU.
     """
 
     shape: tuple[int, int, int]
-    points: tuple[np.ndarray, ...]
-    granules: tuple | None
+    points: Points
+    granules: GranuleLayout | None
 
 
 def _buckets(positions: np.ndarray, weights: np.ndarray, shape: Sequence[int],
-             spacing: Sequence[float]) -> tuple[np.ndarray, ...]:
+             spacing: Sequence[float]) -> Points:
     nz, ny, _ = shape
     v, iz = point_voxels(positions, spacing)
     iy = np.floor(v[:, 1]).astype(np.int64)
@@ -120,7 +148,7 @@ def _buckets(positions: np.ndarray, weights: np.ndarray, shape: Sequence[int],
     key = (iz + 1) * (ny + 1) + (iy + 1)
     order = np.argsort(key, kind="stable")
     starts = np.searchsorted(key[order], np.arange((nz + 1) * (ny + 1) + 1)).astype(np.int64)
-    return tuple(np.ascontiguousarray(a) for a in (v[:, 0], v[:, 1], v[:, 2], w, order, starts))
+    return Points(*(np.ascontiguousarray(a) for a in (v[:, 0], v[:, 1], v[:, 2], w, order, starts)))
 
 
 def prepare(sample: Sample, shape: Sequence[int], spacing: Sequence[float]) -> Prepared:
@@ -130,8 +158,9 @@ def prepare(sample: Sample, shape: Sequence[int], spacing: Sequence[float]) -> P
     if len(ell.centres):
         spacing_a = np.asarray(spacing, np.float64)
         lo, hi, inv_rot, aa, scale, tiny = ellipsoid_layout(ell, spacing_a)
-        granules = tuple(np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a for a in
-                         (lo, hi, spacing_a, ell.centres, inv_rot, ell.axes, ell.inner, aa, scale))
+        granules = GranuleLayout(*(np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a
+                                   for a in (lo, hi, spacing_a, ell.centres, inv_rot, ell.axes,
+                                             ell.inner, aa, scale)))
         # too small to cover a voxel centre: a point, as on the CPU
         pos = np.concatenate([pos, ell.centres[tiny]])
         w = np.concatenate([w, ell.brightness[tiny]])
@@ -147,11 +176,11 @@ def _require_gpu() -> None:
 def _stack_points(prepared: Sequence[Prepared]) -> tuple[np.ndarray, ...]:
     """The point buckets of several samples as one set of arrays (orders and starts shifted by
     each sample's first point), the layout ``_splat_rows`` reads."""
-    counts = [len(p.points[0]) for p in prepared]
+    counts = [len(p.points.z) for p in prepared]
     shift = np.cumsum([0, *counts[:-1]])
-    coords = [np.concatenate([p.points[i] for p in prepared]) for i in range(4)]
-    order = np.concatenate([p.points[4] + s for p, s in zip(prepared, shift, strict=True)])
-    starts = np.concatenate([p.points[5] + s for p, s in zip(prepared, shift, strict=True)])
+    coords = [np.concatenate([getattr(p.points, k) for p in prepared]) for k in "zyxw"]
+    order = np.concatenate([p.points.order + s for p, s in zip(prepared, shift, strict=True)])
+    starts = np.concatenate([p.points.starts + s for p, s in zip(prepared, shift, strict=True)])
     return (*coords, order.astype(np.int64), starts.astype(np.int64))
 
 
@@ -159,11 +188,13 @@ def _stack_granules(prepared: Sequence[Prepared]) -> tuple[np.ndarray, ...]:
     """The granules of several samples as one set of arrays plus ``first`` ((B + 1,): sample b
     owns granules first[b] … first[b + 1] − 1) and a per-sample ``aa``, for ``_ellipsoid_rows``."""
     own = [p.granules for p in prepared if p.granules is not None]
-    first = np.cumsum([0] + [0 if p.granules is None else len(p.granules[0]) for p in prepared])
+    first = np.cumsum([0] + [0 if p.granules is None else len(p.granules.lo) for p in prepared])
     lo, hi, centres, inv_rot, axes, inner, scale = (
-        np.ascontiguousarray(np.concatenate([g[i] for g in own])) for i in (0, 1, 3, 4, 5, 6, 8))
-    aa = np.array([1.0 if p.granules is None else p.granules[7] for p in prepared], np.float64)
-    return (first.astype(np.int64), lo, hi, own[0][2], centres, inv_rot, axes, inner, aa, scale)
+        np.ascontiguousarray(np.concatenate([getattr(g, k) for g in own]))
+        for k in ("lo", "hi", "centres", "inv_rot", "axes", "inner", "scale"))
+    aa = np.array([1.0 if p.granules is None else p.granules.aa for p in prepared], np.float64)
+    return (first.astype(np.int64), lo, hi, own[0].spacing, centres, inv_rot, axes, inner, aa,
+            scale)
 
 
 def render_prepared_batch(prepared: Sequence[Prepared], out=None):

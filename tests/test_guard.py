@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+from restore.checkpoints import load_model
 from restore.cli import main
 from restore.config import load_run
 from restore.guard import output_consistent, report
 from restore.predict import predict
-from restore.train import load_model, train
+from restore.train import train
 from simulate import simulate_pair, write_tiff
 
 MT = ["shape=[256,256]", "train.patch=[32,32]", "train.batch_size=8", "train.filters=8",

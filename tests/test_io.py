@@ -10,9 +10,10 @@ import tifffile
 
 from restore.cli import main
 from simulate.config import SimConfig
+from simulate.dataset import write_dataset
 from simulate.errors import SynthcareError
-from simulate.io import read_tiff, write_dataset, write_tiff
 from simulate.pairs import simulate_pair
+from simulate.tiff import read_tiff, write_tiff
 
 CFG = SimConfig.from_dict({"task": "upsample", "shape": [4, 32, 32],
                            "sampling": {"z_factor": 2}})

@@ -12,9 +12,10 @@ import pytest
 import tifffile
 
 from restore import train as train_mod
+from restore.checkpoints import load_model
 from restore.cli import main
 from restore.config import load_run
-from restore.train import load_model, train
+from restore.train import train
 from simulate import SynthcareError, read_tiff, write_tiff
 from simulate.paths import LOCK_NAME, folder_lock
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulate import phantoms, render
+from simulate import kernels, phantoms, render
 from simulate.config import Granules, Microtubules
 
 SPACING = (0.1, 0.05, 0.05)
@@ -45,7 +45,7 @@ def test_random_microtubules_integral_and_density():
     inside = np.all((fil.vertices >= 0) & (fil.vertices <= box), axis=1)
     assert inside.mean() > 0.95  # chains end where they leave the box
     total = float(np.sum(fil.lengths * fil.brightness))
-    pos, w = render.filament_points(fil, 0.025)
+    pos, w = kernels.filament_points(fil, 0.025)
     assert w.sum() == pytest.approx(total, rel=1e-9)  # sampling keeps brightness x length
     half = 0.5 * np.array(SPACING)
     full = np.all((pos >= half) & (pos <= box - half), axis=1)  # deposits all its weight
@@ -88,7 +88,7 @@ def test_large_ellipsoid_integral_within_half_a_percent(inner):
                               np.array([inner]), phantoms._random_rotations(rng, 1), np.array([4.0]))
     vol = _render(granules=ell)
     assert vol.sum(dtype=np.float64) == pytest.approx(4.0, rel=5e-3)
-    assert render.LARGE_VOXELS * 0.1 <= 0.85  # the case is a large one
+    assert kernels.LARGE_VOXELS * 0.1 <= 0.85  # the case is a large one
 
 
 def test_hollow_granule_is_a_shell():

@@ -23,7 +23,7 @@ from restore.device_batches import DeviceBatches  # noqa: E402
 from restore.train import train  # noqa: E402
 from simulate import SimConfig, simulate_pairs  # noqa: E402
 from simulate import pairs as pairs_mod  # noqa: E402
-from simulate.io import write_dataset  # noqa: E402
+from simulate.dataset import write_dataset  # noqa: E402
 
 pairs_mod.MAX_CHUNK = 3  # chunks of a few pairs: the simulator runs every GPU thread in Python
 
