@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 
 import numpy as np
@@ -105,6 +105,7 @@ class _Imaging:
     truth: np.ndarray
     xp: ModuleType = np
     scale: np.ndarray | float = 1.0  # (B, 1, 1, 1) photons per unit of the blurred truth
+    _smooth: dict = field(default_factory=dict, repr=False)  # planes → the fields there
 
     def signal(self, planes: tuple[int, ...], which: int = 0, crop: bool = True):
         """Blurred, pixel-integrated photons (no background) at truth planes, with PSF ``which``:
@@ -118,10 +119,11 @@ class _Imaging:
         level = self.cfg.sample.background * self.cfg.camera.photons
         if all(f is None for f in self.fields):
             return level
-        coords = self.grid.plane_coords(planes)
-        smooth = np.stack([f(*coords) for f in self.fields]).astype(np.float32)
+        if planes not in self._smooth:  # input and target often share their planes
+            coords = self.grid.plane_coords(planes)
+            self._smooth[planes] = np.stack([f(*coords) for f in self.fields]).astype(np.float32)
         return self.xp.asarray(level + self.cfg.sample.background_smooth * self.cfg.camera.photons
-                               * smooth)
+                               * self._smooth[planes])
 
     def photons(self, signal, planes: tuple[int, ...]):
         """Signal plus background, never negative (FFT rounding leaves ~1e-7 negatives)."""

@@ -222,12 +222,11 @@ class SmoothField:
     def __call__(self, z: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Positive field with mean ≈ 1 on the grid of coordinate vectors z, y, x (µm)."""
         kz, ky, kx = (2 * np.pi * self.wavevectors).T
-        f = np.zeros((len(z), len(y), len(x)))
-        for i in range(len(self.phases)):
-            cz = np.cos(kz[i] * z + self.phases[i])[:, None, None]
-            sz = np.sin(kz[i] * z + self.phases[i])[:, None, None]
-            cyx = np.cos(ky[i] * y[:, None] + kx[i] * x[None, :])[None]
-            syx = np.sin(ky[i] * y[:, None] + kx[i] * x[None, :])[None]
-            f += cz * cyx - sz * syx  # cos(k·r + φ)
+        # Σ cos(k·r + φ) = Re Σ_m e^{i(kz z + φ)} e^{i ky y} e^{i kx x}: per plane one (ny × m)
+        # by (m × nx) product instead of 2m trigonometric evaluations of the whole plane
+        # (40× faster at 256², where it took a quarter of a 2D pair's simulation)
+        pz = np.exp(1j * (np.outer(z, kz) + self.phases))
+        py, px = np.exp(1j * np.outer(y, ky)), np.exp(1j * np.outer(x, kx)).T
+        f = np.stack([np.real((py * pz[k]) @ px) for k in range(len(z))])
         f *= np.sqrt(2.0 / len(self.phases))  # unit variance
         return np.exp(0.5 * f - 0.125)  # log-normal, mean 1

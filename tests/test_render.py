@@ -140,3 +140,17 @@ def test_slab_filaments_stay_in_slab():
     seg = np.diff(fil.vertices, axis=0)
     tilt = np.abs(seg[:, 0]) / np.linalg.norm(seg, axis=1)
     assert np.median(tilt) < 0.2  # mostly in-plane, as in a flat cell
+
+
+def test_smooth_background_is_the_sum_of_its_plane_waves():
+    # the field is evaluated as one matrix product per plane; it must equal the log-normal of
+    # the normalised sum of cos(k·r + φ) written out term by term
+    f = phantoms.SmoothField.draw(np.random.default_rng(4), 3.0)
+    z, y, x = np.array([0.0, 0.7]), np.linspace(0, 9, 40), np.linspace(0, 12, 50)
+    kz, ky, kx = (2 * np.pi * f.wavevectors).T
+    waves = sum(np.cos(kz[i] * z[:, None, None] + ky[i] * y[None, :, None]
+                       + kx[i] * x[None, None, :] + f.phases[i]) for i in range(len(kz)))
+    want = np.exp(0.5 * np.sqrt(2 / len(kz)) * waves - 0.125)
+    np.testing.assert_allclose(f(z, y, x), want, rtol=1e-12)
+    assert abs(np.log(f(np.zeros(1), np.linspace(0, 300, 300), np.linspace(0, 300, 300))).std()
+               - 0.5) < 0.1  # log-normal with σ = 0.5
