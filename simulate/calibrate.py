@@ -32,6 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import SynthcareError
+from .tiff import save_figure
 
 EM_EXCESS = 2.0  # F² of an EM register at high gain
 
@@ -361,6 +362,4 @@ def plot(cal: Calibration, path: str | Path) -> Path:
                 title="skewness crosses zero at the offset")
     for ax in axes:
         ax.legend(fontsize=8)
-    from .tiff import save_figure
-
     return save_figure(fig, path, dpi=110)

@@ -106,7 +106,7 @@ class Camera:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if f.init and getattr(self, f.name) is not None and f.name != "photon_counting":
+            if f.init and getattr(self, f.name) is not None:
                 _check(f.name, getattr(self, f.name))  # None: no EM register, no clipping
 
     @classmethod

@@ -414,16 +414,12 @@ class SimConfig(Settings):
     @classmethod
     def from_yaml(cls, path: str | Path) -> SimConfig:
         """Load a YAML or JSON file (a ``train:`` section, if present, is ignored here)."""
-        data = read_yaml(path)
-        data.pop("train", None)
-        return cls.from_dict(data)
+        return load_settings(cls, config=path)
 
     @classmethod
     def from_preset(cls, name: str) -> SimConfig:
         """One of the built-in presets (see :func:`list_presets`)."""
-        data = load_preset(name)
-        data.pop("train", None)
-        return cls.from_dict(data)
+        return load_settings(cls, preset=name)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-compatible dict."""

@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 from . import tasks
 from .config import SimConfig
 from .errors import SynthcareError
-from .pairs import chunk_size, simulate_pair, simulate_pairs
+from .pairs import check, chunk_size, simulate_pair, simulate_pairs
+from .paths import check_output_file, check_output_folder, folder_lock, make_parent
 from .sampling import Grid
 from .tiff import atomic_write, ensure_writable, save_figure, versions, write_tiff
 
@@ -81,9 +82,6 @@ def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None =
     files this library did not write (no manifest: e.g. real pairs in the same layout) unless
     ``overwrite``. The folder is locked while it is written (:func:`simulate.paths.folder_lock`).
     """
-    from .pairs import check
-    from .paths import check_output_folder, folder_lock
-
     check_count_and_seed(n, seed)
     seed = cfg.seed if seed is None else seed
     out = check_output_folder(out, "--out")
@@ -188,7 +186,5 @@ def preview(cfg: SimConfig, path: str | Path, *, seed: int | None = None, index:
                  f", z-step ×{cfg.sampling.z_factor}, {cfg.camera.photons:g} photons peak — "
                  f"seed {seed}, pair {index}")
     fig.tight_layout()
-    from .paths import check_output_file, make_parent
-
     path = make_parent(check_output_file(path, "--preview"))
     return save_figure(fig, path, dpi=80)

@@ -42,6 +42,7 @@ from .calibrate import AMPLIFIED_GAIN, KERNEL_K3, local_samples, plausible_offse
 from .config import SimConfig, load_preset, otf_cutoffs
 from .errors import SynthcareError
 from .pairs import simulate_pair
+from .tiff import save_figure
 
 EM_GAIN = 100.0  # EM gain of the simulated register: large enough for continuous output
 TRAIN_SHAPE = 256  # training images are at most this many pixels on a side
@@ -309,21 +310,18 @@ def _offset(image: np.ndarray, line: NoiseLine, spread: float | None, m0: float,
     # each weighted by its inverse variance
     fixed, free = offset_at_skewness(image, line.slope, model), line.skew_offset()
     pairs = [e for e in (fixed, free) if math.isfinite(e[0]) and 0 < e[1] < math.inf]
-    if pairs:
-        w = np.array([1 / e[1] ** 2 for e in pairs])
-        values = np.array([e[0] for e in pairs])
-        est = float(np.sum(w * values) / np.sum(w))
-        # estimates that disagree beyond their errors widen the error (Birge ratio)
-        chi2 = float(np.sum(w * (values - est) ** 2)) / max(len(pairs) - 1, 1)
-        se = float(math.sqrt(max(chi2, 1.0) / np.sum(w)))
-    else:
-        est, se = math.inf, math.inf
-    if not math.isfinite(est):
+    if not pairs:
         o = plausible_offset(lowest, m0, line.slope)
         report.append(f"offset {o:.4g} ADU, between {lowest:.4g} (no read noise) and {m0:.4g} "
                       "(no signal in the darkest regions): the image's skewness could not place "
                       "it (give --offset or --dark if known)")
         return o
+    w = np.array([1 / e[1] ** 2 for e in pairs])
+    values = np.array([e[0] for e in pairs])
+    est = float(np.sum(w * values) / np.sum(w))
+    # estimates that disagree beyond their errors widen the error (Birge ratio)
+    chi2 = float(np.sum(w * (values - est) ** 2)) / max(len(pairs) - 1, 1)
+    se = math.sqrt(max(chi2, 1.0) / float(np.sum(w)))
     o = min(max(est, lowest), m0)  # beyond what the data allow: the nearer bound is likelier
     where = (f"at {est:.4g} ± {se:.2g}, outside the bounds the data allow, {lowest:.4g}–{m0:.4g}"
              if o != est else f"± {se:.2g} ADU; bounds {lowest:.4g}–{m0:.4g}")
@@ -878,6 +876,4 @@ def plot_fit(image: np.ndarray, run: dict[str, Any], path, *, seed: int = 0):
                  yscale="log")
     for axis in ax[1]:
         axis.legend()
-    from .tiff import save_figure
-
     return save_figure(fig, path, dpi=90)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SynthcareError
+from .tiff import read_image
 
 SUFFIXES = (".tif", ".tiff", ".png")
 
@@ -27,7 +28,6 @@ def load_folder(folder: str, shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
     """The clean images of a folder as float32 arrays scaled to [0, 1] (0.1th and 99.9th
     percentiles), each at least ``shape``; one clear error for an empty folder, a file that is
     not a 2D image, or an image smaller than the training shape."""
-    from .tiff import read_image
 
     path = Path(folder)
     if not path.is_dir():
