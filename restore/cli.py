@@ -50,8 +50,10 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         check_output_file(args.preview, "--preview")
     cfg = load(args.preset, args.config, _overrides(args))
     if args.out:  # write_dataset checks the folder, grid and PSF before it writes anything
-        out = write_dataset(cfg, args.out, args.n, seed=args.seed, overwrite=args.overwrite)
-        print(f"dataset: {out}  ({args.n} pairs, task {cfg.task}, shape {list(cfg.shape)})")
+        out = write_dataset(cfg, args.out, args.n, seed=args.seed, overwrite=args.overwrite,
+                            fmt=args.format)
+        print(f"dataset: {out}  ({args.n} pairs, task {cfg.task}, shape {list(cfg.shape)}, "
+              f"{args.format})")
     if args.preview:
         print(f"preview: {preview(cfg, args.preview, seed=args.seed)}")
 
@@ -179,11 +181,18 @@ def cmd_predict(args: argparse.Namespace) -> None:
     check_output_file(args.output, "-o")
     if same_file(args.output, args.input):
         raise SynthcareError(f"-o {args.output} is the input image: give another output file")
-    if args.report:
-        check_output_file(args.report, "--report")
+    for flag, path in (("--report", args.report), ("--scale", args.scale)):
+        if path:
+            check_output_file(path, flag)
     model, run, _ = load_model(args.model)
+    if args.scale and not model.cfg.probabilistic:
+        raise SynthcareError("--scale needs a probabilistic model (trained with "
+                             "--set train.loss=laplace)")
     image, meta = read_tiff(args.input)
     axes = args.axes or _default_axes(meta.get("axes"), image.ndim)
+    voxel = _floats(args.voxel_size, "--voxel-size") if args.voxel_size else meta.get("spacing")
+    if voxel:
+        _check_voxel_size(tuple(voxel), run)
     tiles = None if args.tiles == "none" else "auto" if args.tiles == "auto" else _ints(args.tiles)
     wf = workflow(run.task)
     if args.factor is not None and not wf.z_factor:
@@ -191,12 +200,17 @@ def cmd_predict(args: argparse.Namespace) -> None:
         raise SynthcareError(f"--factor applies to {able} models, not '{run.task}'")
     restored = predict_task(model, run.task, image, axes, factor=args.factor,
                             z_factor=run.sampling.z_factor, tiles=tiles, progress=True,
-                            augment=args.tta)
-    spacing = list(meta.get("spacing") or (1.0,) * min(3, image.ndim))
+                            augment=args.tta, return_scale=bool(args.scale))
+    restored, scale = restored if args.scale else (restored, None)
+    spacing = list(voxel or (1.0,) * min(3, image.ndim))
     if wf.z_factor and len(spacing) == 3:
         spacing[0] /= args.factor or run.sampling.z_factor  # planes now at the finer z-step
     written = write_tiff(make_parent(args.output), restored, tuple(spacing),
                          axes=axes if len(axes) == restored.ndim else None)
+    if scale is not None:
+        write_tiff(make_parent(args.scale), scale, tuple(spacing),
+                   axes=axes if len(axes) == scale.ndim else None)
+        print(f"Laplace scale (per-pixel uncertainty, input units) -> {args.scale}")
     print(f"restored {args.input} ({image.shape}, axes {axes}) -> {args.output} {restored.shape}"
           + (f" (axes {written})" if written != axes else ""))
     if args.report:
@@ -233,6 +247,37 @@ def _guard_report(image, restored, axes: str, run, path: str) -> None:
         print(f"guard: {path}")
 
 
+VOXEL_TOLERANCE = 0.10  # relative difference of the voxel size from training that predict flags
+
+
+def _check_voxel_size(voxel: tuple[float, ...], run) -> None:
+    """Warn once when the input's voxel size (µm, ZYX or YX) differs from the one the model was
+    trained on by more than :data:`VOXEL_TOLERANCE`, and say how to proceed."""
+    from simulate.dataset import dataset_spacing
+
+    trained = dataset_spacing(run.sim)["low"]
+    pairs = list(zip(voxel[::-1], trained[::-1], strict=False))[: min(len(voxel), len(trained))]
+    off = [(got, want) for got, want in pairs if abs(got / want - 1) > VOXEL_TOLERANCE]
+    if not off or voxel == (1.0,) * len(voxel):  # no voxel size in the file (ImageJ's default)
+        return
+    got, want = off[0]
+    print(f"warning: the input's voxel size {'×'.join(f'{v:g}' for v in voxel)} µm differs from "
+          f"the training one {'×'.join(f'{v:g}' for v in trained)} µm by more than "
+          f"{VOXEL_TOLERANCE:.0%} ({got:g} vs {want:g}); resample the input to the training "
+          "voxel size, give --factor for another z-step (upsample, isotropic), or retrain with "
+          f"--set sampling.pixel={voxel[-1]:g}", file=sys.stderr)
+
+
+def _floats(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) <= 0:
+        raise SynthcareError(f"{flag} must be positive sizes in µm like 0.3,0.1,0.1; got {text!r}")
+    return values
+
+
 def _default_axes(tiff_axes: str | None, ndim: int) -> str:
     if tiff_axes and len(tiff_axes) == ndim:
         mapped = tiff_axes.replace("Q", "Z").replace("I", "Z").replace("S", "C")
@@ -257,16 +302,33 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(table(result))
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export import export_model
+
+    out = export_model(args.model, args.out, args.format, author=args.author)
+    print(f"exported: {out}  ({args.format})")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo import demo
 
     demo(args.out, minutes=args.minutes)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("synthcare")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     parser = argparse.ArgumentParser(
         prog="synthcare", description="Simulate fluorescence microscopy and train CARE networks.")
+    parser.add_argument("--version", action="version", version=f"synthcare {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("simulate", help="write simulated (low, GT, clean) TIFF pairs",
@@ -276,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder")
     p.add_argument("--seed", type=int, default=None, help="dataset seed (default: the config's)")
     p.add_argument("--preview", metavar="PNG", help="write a montage of pair 0")
+    p.add_argument("--format", choices=["tiff", "zarr"], default="tiff", help="tiff: low/, GT/, "
+                   "clean/ TIFFs; zarr: one OME-Zarr group (NGFF 0.5) with low, GT and clean images "
+                   "(axes s, z, y, x; one pair per chunk)")
     p.add_argument("--overwrite", action="store_true", help="write into --out even if it holds "
                    "files synthcare did not write (they may be replaced)")
     p.set_defaults(func=cmd_simulate)
@@ -283,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a CARE network on simulated (or real) pairs",
                        description="Train on pairs simulated on the fly (or --pairs DIR).")
     _add_config_args(p)
-    p.add_argument("--pairs", help="folder of real pairs (low/ and GT/ TIFFs with matching names)")
+    p.add_argument("--pairs", help="real pairs: a folder with low/ and GT/ TIFFs of matching names, "
+                   "or a CSBDeep training-data .npz (X, Y, axes from create_patches)")
     p.add_argument("--clean", help="folder of clean images of your own: semi-synthetic pairs through "
                    "the camera model (sample.images.folder; mix with the library by "
                    "--set sample.images.fraction=F)")
@@ -300,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output TIFF (float32)")
     p.add_argument("--axes", help="axes of the input, e.g. YX, ZYX, CYX (default: from the file)")
     p.add_argument("--tiles", default="auto", help="auto, none, or counts per axis like 1,4,4")
+    p.add_argument("--scale", metavar="TIFF", help="also write the per-pixel Laplace scale "
+                   "(uncertainty, input units) of a probabilistic model")
+    p.add_argument("--voxel-size", metavar="Z,Y,X", help="the input's voxel size in µm (default: "
+                   "from the file); a difference of over 10%% from training is flagged")
     p.add_argument("--factor", type=int, help="z-step / pixel of the input (upsample and isotropic "
                    "models; default: the model's)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average the "
@@ -359,6 +429,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", help="use this library sample instead of the best ranked "
                    "(microtubules, granules, nuclei, cells, membranes, mitochondria, actin)")
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("export", help="a trained model as a bioimage.io package, TorchScript or ONNX",
+                       description="Export a trained model for Fiji/deepImageJ, napari, ilastik, "
+                       "QuPath and bioimageio.core (bioimage.io model package, format 0.5, with "
+                       "PyTorch, TorchScript and ONNX weights), or the network alone.")
+    p.add_argument("--model", required=True, help="run folder of a trained model")
+    p.add_argument("--out", required=True, help="bioimageio: a .zip, or a new folder; torchscript, "
+                   "onnx: the file")
+    p.add_argument("--format", choices=["bioimageio", "torchscript", "onnx"], default="bioimageio")
+    p.add_argument("--author", default="synthcare user", help="author named in the package")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("presets", help="list the built-in presets, or print one",
                        description="List presets; `synthcare presets NAME` prints its YAML.")

@@ -313,25 +313,70 @@ def pair_files(folder: str | Path) -> list[tuple[Path, Path]]:
     return [(low_dir / n, gt_dir / n) for n in names]
 
 
-class FolderPairs(torch.utils.data.Dataset):
-    """Real (low, GT) TIFF pairs: item ``i`` is one random foreground patch, a pure function of
-    (seed, i); image ``i mod n``. Input and target are normalised independently by their own
-    percentiles (real targets are not in the input's photometric scale)."""
+def read_pair_files(files: list[tuple[Path, Path]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (low, GT) TIFF pairs, each image normalised by its own percentiles (real targets are
+    not in the input's photometric scale)."""
+    images = []
+    for low, gt in files:
+        x, _ = read_tiff(low)
+        y, _ = read_tiff(gt)
+        x, y = np.squeeze(x).astype(np.float32), np.squeeze(y).astype(np.float32)
+        if x.shape != y.shape:
+            raise SynthcareError(f"{low.name}: input {x.shape} and target {y.shape} differ in shape")
+        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+            raise SynthcareError(f"{low.name}: NaN or Inf in the pair")
+        images.append((percentile_affine(x)(x), percentile_affine(y)(y)))
+    return images
 
-    def __init__(self, folder: str | Path, *, patch: tuple[int, ...], seed: int = 0,
+
+def npz_pairs(path: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The training pairs of a CSBDeep training-data file (``X``, ``Y`` and ``axes`` as
+    ``csbdeep.data.create_patches`` saves them, e.g. axes 'SCYX' or 'SZYXC'): one (x, y) per
+    sample, single channel, already normalised by CSBDeep (used as they are)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as exc:
+        raise SynthcareError(f"{path} is not a readable .npz file ({exc})") from None
+    missing = [k for k in ("X", "Y", "axes") if k not in data]
+    if missing:
+        raise SynthcareError(f"{path} lacks {', '.join(missing)}: CSBDeep training data has X, Y "
+                             "and axes")
+    x, y, axes = data["X"], data["Y"], str(data["axes"]).upper()
+    if x.shape != y.shape:
+        raise SynthcareError(f"{path}: X {x.shape} and Y {y.shape} differ in shape")
+    if len(axes) != x.ndim or not set(axes) <= set("SCZYX") or "S" not in axes or len(set(axes)) != len(axes):
+        raise SynthcareError(f"{path}: axes '{axes}' do not describe X {x.shape} (letters S, C, Z, "
+                             "Y, X, with S the sample axis)")
+    if "C" in axes:
+        if x.shape[axes.index("C")] != 1:
+            raise SynthcareError(f"{path}: {x.shape[axes.index('C')]} channels; synthcare trains "
+                                 "single-channel models")
+        x, y = (np.take(a, 0, axis=axes.index("C")) for a in (x, y))
+        axes = axes.replace("C", "")
+    order = [axes.index(a) for a in "S" + "".join(a for a in "ZYX" if a in axes)]
+    x, y = (np.transpose(a, order).astype(np.float32) for a in (x, y))
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise SynthcareError(f"{path}: NaN or Inf in X or Y")
+    if len(x) == 0:
+        raise SynthcareError(f"{path} holds no samples")
+    return list(zip(x, y, strict=True))
+
+
+class FolderPairs(torch.utils.data.Dataset):
+    """Real (low, GT) pairs, normalised: item ``i`` is one random foreground patch, a pure
+    function of (seed, i); image ``i mod n``. ``images`` are the pairs themselves
+    (:func:`npz_pairs`), else the TIFF pairs of ``folder`` (or ``files``) are read
+    (:func:`read_pair_files`)."""
+
+    def __init__(self, folder: str | Path | None = None, *, patch: tuple[int, ...], seed: int = 0,
                  patches_per_image: int = 32, files: list[tuple[Path, Path]] | None = None,
-                 threshold: float = 0.4, augment: bool = True, rotate: bool = True):
-        self.files = files if files is not None else pair_files(folder)
-        self.images = []
-        for low, gt in self.files:
-            x, _ = read_tiff(low)
-            y, _ = read_tiff(gt)
-            x, y = np.squeeze(x).astype(np.float32), np.squeeze(y).astype(np.float32)
-            if x.shape != y.shape:
-                raise SynthcareError(f"{low.name}: input {x.shape} and target {y.shape} differ in shape")
-            if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-                raise SynthcareError(f"{low.name}: NaN or Inf in the pair")
-            self.images.append((percentile_affine(x)(x), percentile_affine(y)(y)))
+                 threshold: float = 0.4, augment: bool = True, rotate: bool = True,
+                 images: list[tuple[np.ndarray, np.ndarray]] | None = None):
+        if images is None:
+            images = read_pair_files(files if files is not None else pair_files(folder))
+        self.images = images
         self.patch, self.seed = tuple(patch), seed
         self.per_image, self.threshold = patches_per_image, threshold
         self.augment, self.rotate = augment, rotate

@@ -241,14 +241,16 @@ def predict_isotropic(model: UNet, volume: np.ndarray, factor: int, tiles="auto"
 
 def predict_task(model: UNet, task: str, image: np.ndarray, axes: str, *, factor: int | None = None,
                  z_factor: int | None = None, tiles="auto", progress: bool = False,
-                 augment: bool = False) -> np.ndarray:
+                 augment: bool = False, return_scale: bool = False):
     """Restore an image the way a task's model expects it.
 
     ``upsample``: the stack as acquired (plane i at z = i·k·pixel) is interpolated along z and
     restored; ``isotropic``: see :func:`predict_isotropic`; other tasks: :func:`predict`.
     ``factor`` overrides the model's z factor ``z_factor`` (never changed silently). ``augment``:
     test-time augmentation (see :func:`predict`; not for isotropic models, whose rows axis is
-    the degraded one).
+    the degraded one). ``return_scale``: also the per-pixel Laplace scale of a probabilistic
+    model, as :func:`predict` returns it (not for isotropic models, whose two passes would need
+    a rule to combine it).
     """
     k = factor or z_factor
     wf = workflow(task)
@@ -256,7 +258,7 @@ def predict_task(model: UNet, task: str, image: np.ndarray, axes: str, *, factor
         if k is None:
             raise SynthcareError("give the z factor (--factor) of the acquisition")
         return predict(model, upsample_z(image, axes, k), axes, tiles, progress=progress,
-                       augment=augment)
+                       augment=augment, return_scale=return_scale)
     if wf.slices:
         if k is None:
             raise SynthcareError("give the z factor (--factor) of the acquisition")
@@ -265,5 +267,9 @@ def predict_task(model: UNet, task: str, image: np.ndarray, axes: str, *, factor
         if augment:
             raise SynthcareError("test-time augmentation (--tta) turns the YX plane, which an "
                                  "isotropic model must not: its rows are the degraded axis")
+        if return_scale:
+            raise SynthcareError("--scale is not available for isotropic reconstruction (it "
+                                 "averages two passes of the network)")
         return predict_isotropic(model, image, k, tiles, progress=progress)
-    return predict(model, image, axes, tiles, progress=progress, augment=augment)
+    return predict(model, image, axes, tiles, progress=progress, augment=augment,
+                   return_scale=return_scale)

@@ -47,7 +47,9 @@ from .data import (
     MixedBatches,
     SimulatedBatches,
     model_ndim,
+    npz_pairs,
     pair_files,
+    read_pair_files,
     validation_set,
 )
 from .device_batches import DeviceBatches, default_workers
@@ -141,15 +143,17 @@ class TrainData:
 
 
 def folder_data(run: RunConfig, pairs: str | Path) -> TrainData:
-    """Batches from a folder of real low/GT pairs; the last tenth of the files validates."""
+    """Batches from real pairs: a folder of low/GT TIFFs or a CSBDeep training-data ``.npz``;
+    the last tenth of the images (or patches) validates."""
     t, patch = run.train, run.patch
-    files = pair_files(pairs)
-    n_val = max(1, len(files) // 10) if len(files) > 1 else 0
-    train_files, val_files = files[: len(files) - n_val], files[len(files) - n_val:] or files
-    source = FolderPairs(pairs, patch=patch, seed=run.seed, files=train_files,
+    is_npz = Path(pairs).suffix.lower() == ".npz"
+    images = npz_pairs(pairs) if is_npz else read_pair_files(pair_files(pairs))
+    n_val = max(1, len(images) // 10) if len(images) > 1 else 0
+    train_images, val_images = images[: len(images) - n_val], images[len(images) - n_val:] or images
+    source = FolderPairs(patch=patch, seed=run.seed, images=train_images,
                          patches_per_image=t.patches_per_image, threshold=t.foreground,
                          augment=t.augment)
-    vsrc = FolderPairs(pairs, patch=patch, seed=run.seed + 1, files=val_files, augment=False,
+    vsrc = FolderPairs(patch=patch, seed=run.seed + 1, images=val_images, augment=False,
                        threshold=t.foreground)
     val_x, val_y = vsrc.batch(0, t.val_patches)
     return TrainData(functools.partial(source.batch, batch_size=t.batch_size), val_x, val_y,

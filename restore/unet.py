@@ -89,15 +89,16 @@ class UNet(nn.Module):
         n_out = cfg.channels_out * (2 if cfg.probabilistic else 1)
         self.head = (nn.Conv2d if cfg.ndim == 2 else nn.Conv3d)(c, n_out, 1)
         self.pool = nn.MaxPool2d(2) if cfg.ndim == 2 else nn.MaxPool3d(2)
-
-    @property
-    def multiple(self) -> int:
-        """Spatial sizes must be multiples of this (2^depth)."""
-        return 2**self.cfg.depth
+        # plain attributes, so that TorchScript compiles forward (restore.export)
+        self.n_mean: int = cfg.channels_out
+        self.add_input: bool = cfg.residual and cfg.channels_in == cfg.channels_out
+        self.probabilistic: bool = cfg.probabilistic
+        self.multiple: int = 2**cfg.depth  # spatial sizes must be multiples of this
+        self.scale_floor: float = SCALE_FLOOR
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Restore a normalised batch (see the class docstring for shapes)."""
-        skips = []
+        skips: list[torch.Tensor] = []
         h = x
         for block in self.down:
             h = block(h)
@@ -105,16 +106,16 @@ class UNet(nn.Module):
             h = self.pool(h)
         h = self.bottom(h)
         for block in self.up:
-            h = F.interpolate(h, scale_factor=2, mode="nearest")
+            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
             h = block(torch.cat([h, skips.pop()], dim=1))
         out = self.head(h)
-        c = self.cfg.channels_out
+        c = self.n_mean
         mean = out[:, :c]
-        if self.cfg.residual and self.cfg.channels_in == c:
+        if self.add_input:
             mean = mean + x
-        if not self.cfg.probabilistic:
+        if not self.probabilistic:
             return mean
-        scale = F.softplus(out[:, c:]) + SCALE_FLOOR
+        scale = F.softplus(out[:, c:]) + self.scale_floor
         return torch.cat([mean, scale], dim=1)
 
     def receptive_radius(self) -> int:
@@ -139,3 +140,26 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     for p in reversed(pads):
         flat += [0, p]
     return F.pad(x, flat), tuple(slice(0, n) for n in spatial)
+
+
+class PaddedUNet(nn.Module):
+    """A :class:`UNet` that takes any spatial size: the input is padded up to multiples of
+    2^depth with its edge values (no branch on the size, so ONNX exports it) and the output
+    cropped back. Built from keyword arguments
+    (those of :class:`UNetConfig`), so the file alone rebuilds it: this is the architecture of
+    exported models (:mod:`restore.export`, TorchScript, ONNX, bioimage.io)."""
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.net = UNet(UNetConfig(**kwargs))
+        self.multiple: int = self.net.multiple
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, [Z,] Y, X) in normalised units → the network's output of the same size."""
+        pads: list[int] = []
+        for i in range(x.dim() - 1, 1, -1):  # F.pad lists the last axis first
+            pads += [0, (self.multiple - x.shape[i] % self.multiple) % self.multiple]
+        out = self.net(F.pad(x, pads, mode="replicate"))
+        if x.dim() == 4:
+            return out[:, :, : x.shape[2], : x.shape[3]]
+        return out[:, :, : x.shape[2], : x.shape[3], : x.shape[4]]

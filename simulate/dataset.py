@@ -72,9 +72,14 @@ def _read_manifest(path: Path) -> dict | None:
     return manifest
 
 
+FORMATS = ("tiff", "zarr")
+
+
 def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None = None,
-                  progress: bool = True, overwrite: bool = False) -> Path:
-    """Simulate pairs 0 … n − 1 of dataset ``seed`` (default ``cfg.seed``) into ``out``.
+                  progress: bool = True, overwrite: bool = False, fmt: str = "tiff") -> Path:
+    """Simulate pairs 0 … n − 1 of dataset ``seed`` (default ``cfg.seed``) into ``out``: TIFFs
+    in ``low/``, ``GT/``, ``clean/`` (``fmt='tiff'``), or one OME-Zarr group with those three
+    images (``fmt='zarr'``, :mod:`simulate.omezarr`).
 
     Everything is checked before the first file is written (count, seed, folder, grid, PSF), so
     a refused run leaves ``out`` as it was. Resumes an interrupted run: finished pairs are
@@ -83,12 +88,15 @@ def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None =
     ``overwrite``. The folder is locked while it is written (:func:`simulate.paths.folder_lock`).
     """
     check_count_and_seed(n, seed)
+    if fmt not in FORMATS:
+        raise SynthcareError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
     seed = cfg.seed if seed is None else seed
     out = check_output_folder(out, "--out")
     check(cfg)
     manifest_path = out / "manifest.json"
     # the device that simulates does not change the dataset: a run begun on a GPU may resume on a CPU
-    manifest = {"config": {k: v for k, v in cfg.to_dict().items() if k != "device"}, "seed": seed}
+    manifest = {"config": {k: v for k, v in cfg.to_dict().items() if k != "device"}, "seed": seed,
+                "format": fmt}
 
     def existing_n() -> int:
         old = _read_manifest(manifest_path)
@@ -100,8 +108,9 @@ def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None =
                     f"{foreign[0].relative_to(out)}) and no manifest.json: choose another --out, "
                     "or pass --overwrite to write the dataset there anyway")
             return 0
-        if old.get("config") != manifest["config"] or old.get("seed") != seed:
-            raise SynthcareError(f"{out} holds a dataset with another config or seed; "
+        if (old.get("config") != manifest["config"] or old.get("seed") != seed
+                or old.get("format", "tiff") != fmt):
+            raise SynthcareError(f"{out} holds a dataset with another config, seed or format; "
                                  "choose another --out or delete it")
         return int(old.get("n", 0))
 
@@ -109,31 +118,58 @@ def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None =
     with folder_lock(out, "simulation"):
         n = max(n, existing_n())  # again under the lock: another writer may have finished
         ensure_writable(out)
-        for sub in SUBFOLDERS:
-            (out / sub).mkdir(exist_ok=True)
+        if fmt == "tiff":
+            for sub in SUBFOLDERS:
+                (out / sub).mkdir(exist_ok=True)
         manifest.update(n=n, task=cfg.task, axes="YX" if cfg.ndim == 2 else "ZYX",
                         spacing=dataset_spacing(cfg), versions=versions(),
                         written=datetime.now(UTC).isoformat(timespec="seconds"))
         atomic_write(manifest_path, lambda p: p.write_text(json.dumps(manifest, indent=2)))
         atomic_write(out / "config.yaml", lambda p: cfg.to_yaml(p))
-        _write_pairs(cfg, out, n, seed, progress)
+        sink = _zarr_sink(cfg, out, n) if fmt == "zarr" else None
+        _write_pairs(cfg, out, n, seed, progress, sink)
     return out
 
 
-def _write_pairs(cfg: SimConfig, out: Path, n: int, seed: int, progress: bool) -> None:
-    """Simulate and write the pairs of 0 … n − 1 that are not complete on disk."""
-    spacing = dataset_spacing(cfg)
+def _low_dtype(cfg: SimConfig):
+    """Camera frames as integers where the camera makes integers (≤ 16 bits), else float32."""
     integer = cfg.camera.bits <= 16 and not tasks.spec(cfg.task).lateral_slices
-    low_dtype = np.uint16 if integer else np.float32
+    return np.uint16 if integer else np.float32
+
+
+def _zarr_sink(cfg: SimConfig, out: Path, n: int):
+    """The OME-Zarr arrays of a dataset (created, or resized on resume); one pair is simulated
+    for the shapes of input, target and clean image."""
+    from .omezarr import ZarrSink
+
+    first = simulate_pair(cfg, cfg.seed, 0)  # shapes of one pair (cheap next to n pairs)
+    shapes = {"low": first.input.shape, "GT": first.target.shape, "clean": first.clean.shape}
+    dtypes = {"low": np.dtype(_low_dtype(cfg)), "GT": np.dtype(np.float32),
+              "clean": np.dtype(np.float32)}
+    return ZarrSink(out, n, shapes, dtypes, dataset_spacing(cfg))
+
+
+def _write_pairs(cfg: SimConfig, out: Path, n: int, seed: int, progress: bool, sink=None) -> None:
+    """Simulate and write the pairs of 0 … n − 1 that are not complete on disk (TIFFs, or the
+    OME-Zarr ``sink``)."""
+    spacing = dataset_spacing(cfg)
+    low_dtype = _low_dtype(cfg)
     width = max(4, len(str(n - 1)))
-    todo = [i for i in range(n)
-            if not all((out / s / f"{i:0{width}d}.tif").exists() for s in SUBFOLDERS)]
+    if sink is not None:
+        todo = [int(i) for i in np.flatnonzero(~sink.finished())]
+    else:
+        todo = [i for i in range(n)
+                if not all((out / s / f"{i:0{width}d}.tif").exists() for s in SUBFOLDERS)]
     step = chunk_size(cfg)  # 1 on the CPU; on a GPU, pairs are simulated a chunk at a time
     with tqdm(total=len(todo), desc=f"simulate {cfg.task}", unit="pair", disable=not progress) as bar:
         for start in range(0, len(todo), step):
             chunk = todo[start:start + step]
             pairs = simulate_pairs(cfg, seed, chunk).to_host()
             for j, i in enumerate(chunk):
+                if sink is not None:
+                    sink.write(i, {"GT": pairs.target[j], "clean": pairs.clean[j], "low": pairs.input[j]})
+                    bar.update(1)
+                    continue
                 name = f"{i:0{width}d}.tif"
                 # GT and clean first, low last: a pair counts as done only when all three exist
                 write_tiff(out / "GT" / name, pairs.target[j], spacing["GT"])

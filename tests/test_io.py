@@ -67,3 +67,19 @@ def test_cli_simulate_with_preview(tmp_path, capsys):
                  "--out", str(tmp_path / "ds"), "--preview", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "ds" / "low" / "0000.tif").exists()
+
+
+def test_hyperstacks_carry_the_tags_fiji_reads(tmp_path):
+    """Fiji takes the voxel size from the TIFF resolution tags (pixels per unit), the unit and
+    z spacing from ImageJ's ImageDescription: checked on the raw tags, not with our reader."""
+    import tifffile
+
+    write_tiff(tmp_path / "s.tif", np.zeros((5, 6, 7), np.float32), (0.4, 0.1, 0.125))
+    with tifffile.TiffFile(tmp_path / "s.tif") as tif:
+        page = tif.pages[0]
+        desc = page.tags["ImageDescription"].value
+        fields = dict(line.split("=", 1) for line in desc.strip().splitlines() if "=" in line)
+        assert fields["ImageJ"] and fields["unit"] == "um" and float(fields["spacing"]) == pytest.approx(0.4)
+        assert int(fields["slices"]) == 5 and fields.get("hyperstack") == "true"
+        xr, yr = page.tags["XResolution"].value, page.tags["YResolution"].value
+        assert xr[0] / xr[1] == pytest.approx(8.0) and yr[0] / yr[1] == pytest.approx(10.0)

@@ -268,6 +268,12 @@ def _commands(tmp, model, raw, bad):
                              str(bad / "c.png")],
         "fit --out": ["fit", str(raw), "--out", str(bad / "fit.yaml")],
         "fit --plot": ["fit", str(raw), "--out", str(tmp / "fit.yaml"), "--plot", str(bad / "f.png")],
+        "predict --scale": ["predict", "--model", str(model), str(raw), "-o", str(tmp / "o.tif"),
+                            "--scale", str(bad / "s.tif")],
+        "export --out zip": ["export", "--model", str(model), "--out", str(bad / "m.zip")],
+        "export --out folder": ["export", "--model", str(model), "--out", str(bad / "pkg")],
+        "export --out onnx": ["export", "--model", str(model), "--out", str(bad / "m.onnx"),
+                              "--format", "onnx"],
     }
 
 
