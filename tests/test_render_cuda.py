@@ -81,6 +81,7 @@ def test_training_batches_from_the_gpu_path_equal_the_cpu_batches():
     assert r["max_abs_diff"] < 1e-5
 
 
+@pytest.mark.slow  # 60 s under the simulator: the default run must stay under 10 minutes
 def test_gpu_path_writes_the_same_dataset_and_trains():
     dataset, run = _pipeline("rest")
     assert dataset["same_files"] and dataset["files"] == 9
