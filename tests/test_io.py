@@ -83,3 +83,14 @@ def test_hyperstacks_carry_the_tags_fiji_reads(tmp_path):
         assert int(fields["slices"]) == 5 and fields.get("hyperstack") == "true"
         xr, yr = page.tags["XResolution"].value, page.tags["YResolution"].value
         assert xr[0] / xr[1] == pytest.approx(8.0) and yr[0] / yr[1] == pytest.approx(10.0)
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Atomic writes go through a private temporary file; the result is readable like any file
+    the user makes (mode 0666 minus the umask), not mkstemp's 0600."""
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    write_tiff(tmp_path / "a.tif", np.zeros((4, 4), np.float32), (0.1, 0.1))
+    assert (tmp_path / "a.tif").stat().st_mode & 0o777 == 0o666 & ~mask
