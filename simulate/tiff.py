@@ -87,9 +87,40 @@ _UNITS_UM = {"um": 1.0, "µm": 1.0, "μm": 1.0, "micron": 1.0, "microns": 1.0,
              "micrometer": 1.0, "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
 
 
+def ome_spacing(tif: tifffile.TiffFile) -> tuple[float, ...] | None:
+    """Voxel size in µm from an OME-TIFF's ``Pixels`` element (``PhysicalSizeZ/Y/X`` and their
+    units, µm by default); None if it has none or an unknown unit."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(tif.ome_metadata)
+    except (ET.ParseError, TypeError):
+        return None
+    pixels = next((e for e in root.iter() if e.tag.endswith("}Pixels") or e.tag == "Pixels"), None)
+    if pixels is None:
+        return None
+    sizes = []
+    for axis in "ZYX":
+        value = pixels.get(f"PhysicalSize{axis}")
+        if value is None:
+            if axis == "Z":
+                continue
+            return None
+        factor = _UNITS_UM.get(pixels.get(f"PhysicalSize{axis}Unit", "µm").strip().lower())
+        if factor is None:
+            return None
+        sizes.append(factor * float(value))
+    return tuple(sizes)
+
+
 def tiff_spacing(tif: tifffile.TiffFile) -> tuple[float, ...] | None:
-    """Voxel size in µm, (dz, dy, dx) or (dy, dx), from the resolution tags and ImageJ's
-    ``spacing`` and ``unit``; None if absent or in an unknown unit."""
+    """Voxel size in µm, (dz, dy, dx) or (dy, dx): from an OME-TIFF's metadata
+    (:func:`ome_spacing`), else the resolution tags and ImageJ's ``spacing`` and ``unit``; None
+    if absent or in an unknown unit."""
+    if tif.is_ome:
+        found = ome_spacing(tif)
+        if found is not None:
+            return found
     page = tif.pages[0]
     if "XResolution" not in page.tags or "YResolution" not in page.tags:
         return None

@@ -94,3 +94,13 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     os.umask(mask)
     write_tiff(tmp_path / "a.tif", np.zeros((4, 4), np.float32), (0.1, 0.1))
     assert (tmp_path / "a.tif").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_ome_tiff_voxel_size_is_read_from_its_metadata(tmp_path):
+    data = np.zeros((3, 8, 9), np.uint16)
+    tifffile.imwrite(tmp_path / "a.ome.tif", data, ome=True, metadata={
+        "axes": "ZYX", "PhysicalSizeX": 0.065, "PhysicalSizeY": 0.065, "PhysicalSizeZ": 250.0,
+        "PhysicalSizeZUnit": "nm"})
+    image, meta = read_tiff(tmp_path / "a.ome.tif")
+    assert image.shape == (3, 8, 9) and meta["axes"] == "ZYX"
+    assert meta["spacing"] == pytest.approx((0.25, 0.065, 0.065))
