@@ -191,8 +191,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     image, meta = read_tiff(args.input)
     axes = args.axes or _default_axes(meta.get("axes"), image.ndim)
     voxel = _floats(args.voxel_size, "--voxel-size") if args.voxel_size else meta.get("spacing")
-    if voxel:
-        _check_voxel_size(tuple(voxel), run)
+    if voxel:  # with --factor the z-step is the user's: compare the lateral pixel only
+        _check_voxel_size(tuple(voxel[-2:] if args.factor else voxel), run)
     tiles = None if args.tiles == "none" else "auto" if args.tiles == "auto" else _ints(args.tiles)
     wf = workflow(run.task)
     if args.factor is not None and not wf.z_factor:
