@@ -367,15 +367,13 @@ def npz_pairs(path: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
 class FolderPairs(torch.utils.data.Dataset):
     """Real (low, GT) pairs, normalised: item ``i`` is one random foreground patch, a pure
     function of (seed, i); image ``i mod n``. ``images`` are the pairs themselves
-    (:func:`npz_pairs`), else the TIFF pairs of ``folder`` (or ``files``) are read
-    (:func:`read_pair_files`)."""
+    (:func:`npz_pairs`), else the TIFF pairs of ``folder`` are read (:func:`read_pair_files`)."""
 
     def __init__(self, folder: str | Path | None = None, *, patch: tuple[int, ...], seed: int = 0,
-                 patches_per_image: int = 32, files: list[tuple[Path, Path]] | None = None,
-                 threshold: float = 0.4, augment: bool = True, rotate: bool = True,
-                 images: list[tuple[np.ndarray, np.ndarray]] | None = None):
+                 patches_per_image: int = 32, threshold: float = 0.4, augment: bool = True,
+                 rotate: bool = True, images: list[tuple[np.ndarray, np.ndarray]] | None = None):
         if images is None:
-            images = read_pair_files(files if files is not None else pair_files(folder))
+            images = read_pair_files(pair_files(folder))
         self.images = images
         self.patch, self.seed = tuple(patch), seed
         self.per_image, self.threshold = patches_per_image, threshold

@@ -126,8 +126,7 @@ def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None =
                         written=datetime.now(UTC).isoformat(timespec="seconds"))
         atomic_write(manifest_path, lambda p: p.write_text(json.dumps(manifest, indent=2)))
         atomic_write(out / "config.yaml", lambda p: cfg.to_yaml(p))
-        sink = _zarr_sink(cfg, out, n) if fmt == "zarr" else None
-        _write_pairs(cfg, out, n, seed, progress, sink)
+        _write_pairs(cfg, seed, progress, _sink(cfg, out, n, fmt))
     return out
 
 
@@ -137,44 +136,49 @@ def _low_dtype(cfg: SimConfig):
     return np.uint16 if integer else np.float32
 
 
-def _zarr_sink(cfg: SimConfig, out: Path, n: int):
-    """The OME-Zarr arrays of a dataset (created, or resized on resume); one pair is simulated
-    for the shapes of input, target and clean image."""
-    from .omezarr import ZarrSink
+class TiffSink:
+    """Where :func:`write_dataset` puts pairs by default: ``low/``, ``GT/``, ``clean/`` TIFFs
+    named by the pair's index. A pair is finished when all three files exist (``low`` is
+    written last)."""
 
-    first = simulate_pair(cfg, cfg.seed, 0)  # shapes of one pair (cheap next to n pairs)
-    shapes = {"low": first.input.shape, "GT": first.target.shape, "clean": first.clean.shape}
+    def __init__(self, out: Path, n: int, dtypes: dict, spacing: dict[str, tuple[float, ...]]):
+        self.out, self.n, self.dtypes, self.spacing = out, n, dtypes, spacing
+        self.width = max(4, len(str(n - 1)))
+
+    def finished(self) -> np.ndarray:
+        """Boolean per pair: all three images written."""
+        return np.array([all((self.out / s / f"{i:0{self.width}d}.tif").exists() for s in SUBFOLDERS)
+                         for i in range(self.n)], bool)
+
+    def write(self, i: int, images: dict[str, np.ndarray]) -> None:
+        """Pair ``i``'s images in the order given (the caller puts ``low`` last)."""
+        for sub, image in images.items():
+            write_tiff(self.out / sub / f"{i:0{self.width}d}.tif", image, self.spacing[sub],
+                       dtype=self.dtypes[sub])
+
+
+def _sink(cfg: SimConfig, out: Path, n: int, fmt: str):
+    """The writer of a dataset's pairs in format ``fmt`` (see :data:`FORMATS`)."""
     dtypes = {"low": np.dtype(_low_dtype(cfg)), "GT": np.dtype(np.float32),
               "clean": np.dtype(np.float32)}
-    return ZarrSink(out, n, shapes, dtypes, dataset_spacing(cfg))
+    if fmt == "zarr":
+        from .omezarr import ZarrSink
+
+        return ZarrSink(out, n, dtypes, dataset_spacing(cfg))
+    return TiffSink(out, n, dtypes, dataset_spacing(cfg))
 
 
-def _write_pairs(cfg: SimConfig, out: Path, n: int, seed: int, progress: bool, sink=None) -> None:
-    """Simulate and write the pairs of 0 … n − 1 that are not complete on disk (TIFFs, or the
-    OME-Zarr ``sink``)."""
-    spacing = dataset_spacing(cfg)
-    low_dtype = _low_dtype(cfg)
-    width = max(4, len(str(n - 1)))
-    if sink is not None:
-        todo = [int(i) for i in np.flatnonzero(~sink.finished())]
-    else:
-        todo = [i for i in range(n)
-                if not all((out / s / f"{i:0{width}d}.tif").exists() for s in SUBFOLDERS)]
+def _write_pairs(cfg: SimConfig, seed: int, progress: bool, sink) -> None:
+    """Simulate and write (into ``sink``) the pairs that are not finished there."""
+    todo = [int(i) for i in np.flatnonzero(~sink.finished())]
     step = chunk_size(cfg)  # 1 on the CPU; on a GPU, pairs are simulated a chunk at a time
     with tqdm(total=len(todo), desc=f"simulate {cfg.task}", unit="pair", disable=not progress) as bar:
         for start in range(0, len(todo), step):
             chunk = todo[start:start + step]
             pairs = simulate_pairs(cfg, seed, chunk).to_host()
             for j, i in enumerate(chunk):
-                if sink is not None:
-                    sink.write(i, {"GT": pairs.target[j], "clean": pairs.clean[j], "low": pairs.input[j]})
-                    bar.update(1)
-                    continue
-                name = f"{i:0{width}d}.tif"
                 # GT and clean first, low last: a pair counts as done only when all three exist
-                write_tiff(out / "GT" / name, pairs.target[j], spacing["GT"])
-                write_tiff(out / "clean" / name, pairs.clean[j], spacing["clean"])
-                write_tiff(out / "low" / name, pairs.input[j], spacing["low"], dtype=low_dtype)
+                sink.write(i, {"GT": pairs.target[j], "clean": pairs.clean[j], "low": pairs.input[j]})
                 bar.update(1)
 
 

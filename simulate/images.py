@@ -28,7 +28,6 @@ def load_folder(folder: str, shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
     """The clean images of a folder as float32 arrays scaled to [0, 1] (0.1th and 99.9th
     percentiles), each at least ``shape``; one clear error for an empty folder, a file that is
     not a 2D image, or an image smaller than the training shape."""
-
     path = Path(folder)
     if not path.is_dir():
         raise SynthcareError(f"sample.images.folder {folder} is not a folder")

@@ -40,33 +40,41 @@ def axes_of(ndim: int) -> list[dict]:
 class ZarrSink:
     """Where :func:`simulate.dataset.write_dataset` puts pairs with ``--format zarr``.
 
-    ``shapes``/``dtypes``/``spacing``: per subfolder name, one pair's shape, dtype and voxel
-    size (µm). Opening resizes the arrays to ``n`` pairs (a resumed run may ask for more).
+    ``dtypes``/``spacing``: per image name (low, GT, clean), its dtype and voxel size (µm).
+    An image's array is made when its first pair is written (its shape is that pair's); on a
+    resumed run the existing arrays and the ``done`` flags are resized to ``n`` pairs.
     """
 
-    def __init__(self, out: Path, n: int, shapes: dict[str, tuple[int, ...]],
-                 dtypes: dict[str, np.dtype], spacing: dict[str, tuple[float, ...]]):
-        zarr, fmt, write_metadata = _modules()
-        self.root = zarr.open_group(str(out), mode="a", zarr_format=fmt.zarr_format)
-        self.arrays = {}
-        for name, shape in shapes.items():
-            group = self.root.require_group(name)
-            names = [a["name"] for a in axes_of(len(shape))]
-            self.arrays[name] = _sized(group, LEVEL, (n, *shape), chunks=(1, *shape),
-                                       dtype=dtypes[name], dimension_names=names)
-            write_metadata(group, [{"path": LEVEL, "coordinateTransformations": [
-                {"type": "scale", "scale": [1.0, *map(float, spacing[name])]}]}],
-                fmt=fmt, axes=axes_of(len(shape)), name=name)
+    def __init__(self, out: Path, n: int, dtypes: dict[str, np.dtype],
+                 spacing: dict[str, tuple[float, ...]]):
+        zarr, self.fmt, self.write_metadata = _modules()
+        self.root = zarr.open_group(str(out), mode="a", zarr_format=self.fmt.zarr_format)
+        self.n, self.dtypes, self.spacing = n, dtypes, spacing
+        self.arrays = {name: _sized(self.root[name], LEVEL, (n, *self.root[name][LEVEL].shape[1:]))
+                       for name in dtypes if name in self.root and LEVEL in self.root[name]}
         self.done = _sized(self.root, "done", (n,), chunks=(max(n, 1),), dtype="u1")
 
     def finished(self) -> np.ndarray:
         """Boolean per pair: all three images written."""
         return np.asarray(self.done[:], bool)
 
+    def _array(self, name: str, shape: tuple[int, ...]):
+        """Image ``name``'s array, made with its OME-Zarr metadata on first use."""
+        if name not in self.arrays:
+            axes = axes_of(len(shape))
+            group = self.root.require_group(name)
+            self.arrays[name] = _sized(group, LEVEL, (self.n, *shape), chunks=(1, *shape),
+                                       dtype=self.dtypes[name],
+                                       dimension_names=[a["name"] for a in axes])
+            self.write_metadata(group, [{"path": LEVEL, "coordinateTransformations": [
+                {"type": "scale", "scale": [1.0, *map(float, self.spacing[name])]}]}],
+                fmt=self.fmt, axes=axes, name=name)
+        return self.arrays[name]
+
     def write(self, i: int, images: dict[str, np.ndarray]) -> None:
         """Pair ``i``'s images, then its flag (a pair interrupted half-way is redone)."""
         for name, image in images.items():
-            arr = self.arrays[name]
+            arr = self._array(name, image.shape)
             arr[i] = np.asarray(image, arr.dtype)
         self.done[i] = 1
 
