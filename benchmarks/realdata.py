@@ -5,8 +5,9 @@
 For every pair of images in ``--data`` (the low file's name holds raw/single/low/noisy, the high
 file's gt/avg/target/high, both share the name's first word): ``synthcare fit`` on the low image
 (``--psf confocal`` when the name says confocal: a user knows their microscope), training for
-``--minutes`` on simulation only, prediction of the low image (``predict --tta``; the plain
-prediction is scored too), and scores against the high image
+``--minutes`` on simulation only (the last 60 % refining on restorations of the low image,
+as ``synthcare fit`` sets it, unless ``--no-refine``), prediction of the low image
+(``predict --tta``; the plain prediction is scored too), and scores against the high image
 (the CARE paper's affine fit, PSNR and SSIM) beside the input, the best Gaussian filter and
 BM3D after a variance-stabilising transform (generalised Anscombe with the fitted camera), both
 tuned on the reference (an upper bound on what a user would get from them). BM3D needs the
@@ -98,7 +99,8 @@ def bm3d_best(x: np.ndarray, ref: np.ndarray, cam_line) -> tuple[np.ndarray, dic
     return best
 
 
-def run_pair(name: str, low: Path, high: Path, minutes: float, out: Path) -> dict:
+def run_pair(name: str, low: Path, high: Path, minutes: float, out: Path,
+             refine: bool = True) -> dict:
     """fit → train → predict → score for one pair; returns its result row."""
     run_dir = out / "runs" / name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -118,9 +120,10 @@ def run_pair(name: str, low: Path, high: Path, minutes: float, out: Path) -> dic
                             + yaml.safe_dump(fit.run, sort_keys=False))
         plot_fit(x_raw, fit.run, out / f"{name}_fit.png")
     fit_seconds = time.perf_counter() - t0
-    run = RunConfig.model_validate({**yaml.safe_load(fit_file.read_text()),
-                                    "train": {**yaml.safe_load(fit_file.read_text())["train"],
-                                              "minutes": minutes, "steps": None}})
+    fitted = yaml.safe_load(fit_file.read_text())
+    run = RunConfig.model_validate({**fitted, "train": {
+        **fitted["train"], "minutes": minutes, "steps": None,
+        "refine": {"images": [str(low.resolve())] if refine else []}}})
     ensure_trained(run, run_dir)
     model, _, _ = load_model(run_dir)
     plain = predict(model, x.astype(np.float32), "YX")
@@ -139,7 +142,7 @@ def run_pair(name: str, low: Path, high: Path, minutes: float, out: Path) -> dic
     classical = [k for k in ("gaussian", "vst+bm3d") if k in rows]
     best = max(classical, key=lambda k: rows[k]["psnr"])
     result = {"pair": name, "low": low.name, "high": high.name, "psf": psf or "widefield",
-              "steps": int(read_log(run_dir)[-1]["step"]), "fit_seconds": round(fit_seconds, 1),
+              "refine": refine, "steps": steps(run_dir), "fit_seconds": round(fit_seconds, 1),
               "gaussian_sigma": sigma, "bm3d_factor": factor if b is not None else None,
               "scores": rows, "best_classical": best,
               "gain_psnr": rows["network"]["psnr"] - rows[best]["psnr"],
@@ -149,6 +152,12 @@ def run_pair(name: str, low: Path, high: Path, minutes: float, out: Path) -> dic
     row_file.write_text(json.dumps(result, indent=2))
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def steps(run_dir: Path) -> int:
+    """Training steps of a run folder, its refinement stages included."""
+    logs = [run_dir, *sorted((run_dir / "stages").glob("[0-9]*"))]
+    return int(sum(read_log(d)[-1]["step"] for d in logs if (d / "log.csv").exists()))
 
 
 def figure(name: str, images: dict[str, np.ndarray], ref: np.ndarray, path: Path) -> None:
@@ -179,6 +188,8 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="folder of real low/high image pairs")
     parser.add_argument("--minutes", type=float, default=10.0, help="training minutes per pair")
     parser.add_argument("--only", help="comma-separated pair names")
+    parser.add_argument("--no-refine", action="store_true", help="train on the sample library "
+                        "alone (synthcare fit --no-refine)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "realdata"))
     parser.add_argument("--json", help="also write all rows as JSON here")
     args = parser.parse_args()
@@ -188,7 +199,7 @@ def main() -> None:
     if not pairs:
         raise SystemExit(f"no low/high pairs found in {args.data}")
     names = args.only.split(",") if args.only else list(pairs)
-    results = [run_pair(n, *pairs[n], args.minutes, out) for n in names]
+    results = [run_pair(n, *pairs[n], args.minutes, out, not args.no_refine) for n in names]
     table = ["| pair | input | Gaussian (tuned) | VST + BM3D (tuned) | network (simulation only, "
              "--tta) | network without --tta | gain over best classical |",
              "|---|---|---|---|---|---|---|"]

@@ -8,6 +8,7 @@ sub-commands that train or predict, so ``synthcare simulate`` starts fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -51,7 +52,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     cfg = load(args.preset, args.config, _overrides(args))
     if args.out:  # write_dataset checks the folder, grid and PSF before it writes anything
         out = write_dataset(cfg, args.out, args.n, seed=args.seed, overwrite=args.overwrite,
-                            fmt=args.format)
+                            fmt=args.format, scheduler=args.scheduler)
         print(f"dataset: {out}  ({args.n} pairs, task {cfg.task}, shape {list(cfg.shape)}, "
               f"{args.format})")
     if args.preview:
@@ -133,6 +134,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
     fit = fit_image(image, pixel=pixel, na=args.na, ni=args.ni, wavelength=args.wavelength,
                     psf=args.psf, offset=args.offset, dark=dark, sample=args.sample,
                     bits=min(int(bits), 32))
+    if not args.no_refine:  # stage 2 trains on restorations of this image (restore.refine)
+        fit.run["train"]["refine"] = {"images": [str(Path(args.image).resolve())]}
+        fit.report.append("refine: training ends on restorations of this image through the "
+                          "camera (train.refine; --no-refine for the library alone)")
     header = [f"# synthcare fit {args.image}"] + [f"# {line}" for line in fit.report]
     text = "\n".join(header) + "\n" + yaml.safe_dump(fit.run, sort_keys=False)
     atomic_write(make_parent(out), lambda p: p.write_text(text))
@@ -161,8 +166,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     if run.sample.images.folder:  # refuse a bad folder before any work
         from simulate.images import load_folder
 
-        load_folder(run.sample.images.folder, tuple(run.shape))
+        load_folder(run.sample.images.folder, tuple(run.shape),
+                    scale=run.sample.images.units == "range")
     summary = train(run, args.out, pairs=args.pairs, resume=args.resume)
+    if os.environ.get("RANK", "0") != "0":
+        return  # one report for a torchrun job: rank 0's
     print(f"{summary['status']}: {summary['steps']} steps in {summary['seconds'] / 60:.1f} min, "
           f"best validation loss {summary['best_val_loss']:.4f}, model in {summary['out']}")
     if summary["status"] == "interrupted":
@@ -171,26 +179,33 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from simulate import read_tiff, write_tiff
-    from simulate.paths import check_output_file, make_parent, same_file
+    import numpy as np
 
+    from simulate.omezarr import is_zarr
+    from simulate.paths import check_new_folder, check_output_file, same_file
+
+    from .blocks import open_input, predict_files, write_image
     from .checkpoints import load_model
     from .predict import predict_task
     from .workflows import WORKFLOWS, workflow
 
-    check_output_file(args.output, "-o")
+    outputs = [("-o", args.output)] + ([("--scale", args.scale)] if args.scale else [])
+    for flag, path in outputs:
+        (check_new_folder if is_zarr(path) else check_output_file)(path, flag)
     if same_file(args.output, args.input):
         raise SynthcareError(f"-o {args.output} is the input image: give another output file")
-    for flag, path in (("--report", args.report), ("--scale", args.scale)):
-        if path:
-            check_output_file(path, flag)
+    zarr_io = is_zarr(args.input) or any(is_zarr(path) for _, path in outputs)
+    if args.report:
+        check_output_file(args.report, "--report")
+        if zarr_io:
+            raise SynthcareError("--report checks images held in memory: give TIFF input and "
+                                 "output (or check a crop)")
     model, run, _ = load_model(args.model)
     if args.scale and not model.cfg.probabilistic:
         raise SynthcareError("--scale needs a probabilistic model (trained with "
                              "--set train.loss=laplace)")
-    image, meta = read_tiff(args.input)
-    axes = args.axes or _default_axes(meta.get("axes"), image.ndim)
-    voxel = _floats(args.voxel_size, "--voxel-size") if args.voxel_size else meta.get("spacing")
+    source, axes, file_voxel = open_input(args.input, args.axes)
+    voxel = _floats(args.voxel_size, "--voxel-size") if args.voxel_size else file_voxel
     if voxel:  # with --factor the z-step is the user's: compare the lateral pixel only
         _check_voxel_size(tuple(voxel[-2:] if args.factor else voxel), run)
     tiles = None if args.tiles == "none" else "auto" if args.tiles == "auto" else _ints(args.tiles)
@@ -198,18 +213,24 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if args.factor is not None and not wf.z_factor:
         able = " and ".join(w.name for w in WORKFLOWS.values() if w.z_factor)
         raise SynthcareError(f"--factor applies to {able} models, not '{run.task}'")
+    spacing = list(voxel or (1.0,) * min(3, len(source.shape)))
+    budget = int(args.memory * 2**20) if args.memory else None
+    if zarr_io and not (wf.interpolate_z or wf.slices):  # same shape out: block by block
+        written = predict_files(model, source, axes, args.output, args.scale, spacing, tiles=tiles,
+                                augment=args.tta, memory_budget=budget, progress=True)
+        print(f"restored {args.input} ({tuple(source.shape)}, axes {axes}) block by block -> "
+              f"{args.output}" + (f" (axes {written})" if written != axes else ""))
+        return
+    image = np.asarray(source)
     restored = predict_task(model, run.task, image, axes, factor=args.factor,
                             z_factor=run.sampling.z_factor, tiles=tiles, progress=True,
                             augment=args.tta, return_scale=bool(args.scale))
     restored, scale = restored if args.scale else (restored, None)
-    spacing = list(voxel or (1.0,) * min(3, image.ndim))
     if wf.z_factor and len(spacing) == 3:
         spacing[0] /= args.factor or run.sampling.z_factor  # planes now at the finer z-step
-    written = write_tiff(make_parent(args.output), restored, tuple(spacing),
-                         axes=axes if len(axes) == restored.ndim else None)
+    written = write_image(args.output, restored, axes, spacing)
     if scale is not None:
-        write_tiff(make_parent(args.scale), scale, tuple(spacing),
-                   axes=axes if len(axes) == scale.ndim else None)
+        write_image(args.scale, scale, axes, spacing)
         print(f"Laplace scale (per-pixel uncertainty, input units) -> {args.scale}")
     print(f"restored {args.input} ({image.shape}, axes {axes}) -> {args.output} {restored.shape}"
           + (f" (axes {written})" if written != axes else ""))
@@ -278,16 +299,6 @@ def _floats(text: str, flag: str) -> tuple[float, ...]:
     return values
 
 
-def _default_axes(tiff_axes: str | None, ndim: int) -> str:
-    if tiff_axes and len(tiff_axes) == ndim:
-        mapped = tiff_axes.replace("Q", "Z").replace("I", "Z").replace("S", "C")
-        if set(mapped) <= set("CZYX") and len(set(mapped)) == ndim:
-            return mapped
-    if ndim in (2, 3):
-        return "ZYX"[3 - ndim:]
-    raise SynthcareError(f"cannot guess the axes of a {ndim}D image: give --axes (e.g. ZCYX)")
-
-
 def _ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(","))
@@ -343,13 +354,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "(axes s, z, y, x; one pair per chunk)")
     p.add_argument("--overwrite", action="store_true", help="write into --out even if it holds "
                    "files synthcare did not write (they may be replaced)")
+    p.add_argument("--scheduler", help="make the pairs on a Dask cluster: local:W (W worker "
+                   "processes here) or a scheduler address like tcp://host:8786 (with --format zarr)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("train", help="train a CARE network on simulated (or real) pairs",
                        description="Train on pairs simulated on the fly (or --pairs DIR).")
     _add_config_args(p)
-    p.add_argument("--pairs", help="real pairs: a folder with low/ and GT/ TIFFs of matching names, "
-                   "or a CSBDeep training-data .npz (X, Y, axes from create_patches)")
+    p.add_argument("--pairs", help="pairs on disk: a folder with low/ and GT/ TIFFs of matching "
+                   "names, a CSBDeep training-data .npz (X, Y, axes from create_patches), or an "
+                   "OME-Zarr dataset (simulate --format zarr; read lazily)")
     p.add_argument("--clean", help="folder of clean images of your own: semi-synthetic pairs through "
                    "the camera model (sample.images.folder; mix with the library by "
                    "--set sample.images.fraction=F)")
@@ -360,13 +374,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="restore an image with a trained model",
-                       description="Restore a TIFF of any size (tiled automatically).")
+                       description="Restore a TIFF, OME-TIFF or OME-Zarr image of any size (tiled "
+                       "automatically; OME-Zarr read and written block by block).")
     p.add_argument("--model", required=True, help="run folder of a trained model")
-    p.add_argument("input", help="input TIFF")
-    p.add_argument("-o", "--output", required=True, help="output TIFF (float32)")
+    p.add_argument("input", help="input TIFF, OME-Zarr image (e.g. data.zarr/low) or Zarr array")
+    p.add_argument("-o", "--output", required=True, help="output TIFF (float32), or a new "
+                   "OME-Zarr image for a path ending in .zarr")
     p.add_argument("--axes", help="axes of the input, e.g. YX, ZYX, CYX (default: from the file)")
+    p.add_argument("--memory", type=float, metavar="MiB", help="memory for one block of an "
+                   "OME-Zarr prediction and the network's tiles (default: min(2 GiB, 1/4 of "
+                   "RAM); CUDA: half the free memory)")
     p.add_argument("--tiles", default="auto", help="auto, none, or counts per axis like 1,4,4")
-    p.add_argument("--scale", metavar="TIFF", help="also write the per-pixel Laplace scale "
+    p.add_argument("--scale", metavar="FILE", help="also write the per-pixel Laplace scale "
                    "(uncertainty, input units) of a probabilistic model")
     p.add_argument("--voxel-size", metavar="Z,Y,X", help="the input's voxel size in µm (default: "
                    "from the file); a difference of over 10%% from training is flagged")
@@ -428,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dark", help="dark frames (TIFF), fixing offset and read noise")
     p.add_argument("--sample", help="use this library sample instead of the best ranked "
                    "(microtubules, granules, nuclei, cells, membranes, mitochondria, actin)")
+    p.add_argument("--no-refine", action="store_true", help="train on the sample library alone "
+                   "(default: the last part of training refines on restorations of IMAGE)")
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("export", help="a trained model as a bioimage.io package, TorchScript or ONNX",

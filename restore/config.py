@@ -16,6 +16,22 @@ from simulate import Settings, SimConfig
 from simulate.config import load_settings
 
 
+class RefineConfig(Settings):
+    """Self-refinement on the user's own raw images (:mod:`restore.refine`): after a first stage on
+    the sample library, the network restores these images, and the next stage trains on
+    semi-synthetic pairs made from the restorations through the camera model (mixed with the
+    library), warm-started from the previous stage. The training budget is split over the stages."""
+
+    images: tuple[str, ...] = Field((), description="raw 2D images of this config's camera (ADU, "
+                                    "as recorded); empty: no refinement")
+    fraction: float = Field(0.5, gt=0, le=1, description="fraction of the pairs of a refinement "
+                            "stage made from the restored images (the rest from the library)")
+    start: float = Field(0.4, gt=0, lt=1, description="share of the budget (steps, minutes) the "
+                         "first, library-only stage takes; the rounds share the rest equally")
+    rounds: int = Field(1, ge=1, le=5, description="refinement stages (each restores the images "
+                        "anew with the latest network)")
+
+
 class TrainConfig(Settings):
     """How a network is trained (CSBDeep's defaults where it has one)."""
 
@@ -57,6 +73,7 @@ class TrainConfig(Settings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool | None = Field(None, description="bfloat16 autocast (default: on for CUDA)")
     seed: int = Field(0, ge=0, description="seed of the network's initial weights")
+    refine: RefineConfig = RefineConfig()
 
     @model_validator(mode="after")
     def _budget(self) -> TrainConfig:

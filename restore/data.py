@@ -364,14 +364,59 @@ def npz_pairs(path: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
     return list(zip(x, y, strict=True))
 
 
+class ZarrPairs(Sequence):
+    """The (low, GT) pairs of an OME-Zarr dataset (``simulate --format zarr``), read lazily: pair
+    ``k`` is read (one chunk of each array) and normalised like :func:`read_pair_files` when it is
+    asked for, and the last few are kept; a dataset larger than memory trains. Only pairs whose
+    ``done`` flag is set are used."""
+
+    CACHE = 4
+
+    def __init__(self, path: str | Path, indices: np.ndarray | None = None):
+        from simulate.omezarr import _modules
+
+        zarr = _modules()[0]
+        self.path = str(path)
+        try:
+            root = zarr.open_group(self.path, mode="r")
+            self.low, self.gt = root["low"]["0"], root["GT"]["0"]
+            done = np.flatnonzero(root["done"][:]) if indices is None else indices
+        except Exception as exc:  # zarr raises several types for a store it cannot open
+            raise SynthcareError(f"{path} is not a synthcare OME-Zarr dataset (low, GT and done; "
+                                 f"{type(exc).__name__}: {exc})") from None
+        if self.low.shape != self.gt.shape:
+            raise SynthcareError(f"{path}: low {self.low.shape} and GT {self.gt.shape} differ "
+                                 "(a task whose target has another grid cannot train from --pairs)")
+        if not len(done):
+            raise SynthcareError(f"{path} holds no finished pair")
+        self.indices = np.asarray(done, np.int64)
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return ZarrPairs(self.path, self.indices[k])
+        k = int(k) % len(self)
+        if k not in self._cache:
+            i = int(self.indices[k])
+            x, y = (np.asarray(a[i], np.float32) for a in (self.low, self.gt))
+            if len(self._cache) >= self.CACHE:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[k] = (percentile_affine(x)(x), percentile_affine(y)(y))
+        return self._cache[k]
+
+
 class FolderPairs(torch.utils.data.Dataset):
     """Real (low, GT) pairs, normalised: item ``i`` is one random foreground patch, a pure
     function of (seed, i); image ``i mod n``. ``images`` are the pairs themselves
-    (:func:`npz_pairs`), else the TIFF pairs of ``folder`` are read (:func:`read_pair_files`)."""
+    (:func:`npz_pairs`) or a lazy sequence of them (:class:`ZarrPairs`), else the TIFF pairs of
+    ``folder`` are read (:func:`read_pair_files`)."""
 
     def __init__(self, folder: str | Path | None = None, *, patch: tuple[int, ...], seed: int = 0,
                  patches_per_image: int = 32, threshold: float = 0.4, augment: bool = True,
-                 rotate: bool = True, images: list[tuple[np.ndarray, np.ndarray]] | None = None):
+                 rotate: bool = True, images: Sequence[tuple[np.ndarray, np.ndarray]] | None = None):
         if images is None:
             images = read_pair_files(pair_files(folder))
         self.images = images
@@ -392,6 +437,9 @@ class FolderPairs(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, int(i), 0xF01D])
         k = i % len(self.images)
+        limit = getattr(self.images, "CACHE", None)  # lazy pairs: keep few positions, too
+        if limit is not None and k not in self._positions and len(self._positions) >= limit:
+            self._positions.pop(next(iter(self._positions)))
         x, y = crop_patches([self.images[k]], 1, self.patch, rng, threshold=self.threshold,
                             flips=self.augment, rotate=self.rotate,
                             cache=self._positions.setdefault(k, {}))

@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import tifffile
 import torch
 import yaml
 
@@ -155,8 +156,12 @@ def _bioimageio(run_dir: Path, net: PaddedUNet, run: RunConfig, out: Path, folde
         tmp = Path(tmp_name)
         x = _test_crop(network_input(run, cases(run.sim, run.seed + TEST_OFFSET, 1)[0].input),
                        net.multiple)
+        y = run_network(net, x)
         np.save(tmp / "test_input.npy", x[None, None])
-        np.save(tmp / "test_output.npy", run_network(net, x)[None])
+        np.save(tmp / "test_output.npy", y[None])
+        # sample tensors: the same images as TIFFs, for people and tools to look at
+        tifffile.imwrite(tmp / "sample_input.tif", x.astype(np.float32))
+        tifffile.imwrite(tmp / "sample_output.tif", np.squeeze(y, 0) if len(y) == 1 else y)
         figure(images, result, tmp / "cover.png", title=f"synthcare {run.task} model (held-out images)")
         torch.save(net.state_dict(), tmp / "weights.pt")
         save_torchscript(net, tmp / "weights_torchscript.pt")
@@ -211,10 +216,12 @@ def _description(tmp: Path, net: PaddedUNet, run: RunConfig, author: str):
                axes=[b.AxisId(n) for n in names], min_percentile=PMIN, max_percentile=PMAX))]
     inputs = [b.InputTensorDescr(
         id=b.TensorId("raw"), axes=in_axes, test_tensor=b.FileDescr(source=tmp / "test_input.npy"),
+        sample_tensor=b.FileDescr(source=tmp / "sample_input.tif"),
         description="the image as the task's network takes it, in camera units (scale_range: "
                     f"p{PMIN:g} → 0, p{PMAX:g} → 1)", preprocessing=pre)]
     outputs = [b.OutputTensorDescr(
         id=b.TensorId("restored"), axes=out_axes, test_tensor=b.FileDescr(source=tmp / "test_output.npy"),
+        sample_tensor=b.FileDescr(source=tmp / "sample_output.tif"),
         description=("restored image; channel 2: its per-pixel Laplace scale" if cfg.probabilistic
                      else "restored image") + f", in the input's normalised units (p{PMIN:g} → 0, "
                     f"p{PMAX:g} → 1)")]

@@ -28,6 +28,7 @@ A probabilistic (Laplace) model's mean predicted scale is reported too.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -89,7 +90,10 @@ def in_distribution(image: np.ndarray, cfg: SimConfig, n_sims: int = 8) -> tuple
                        f"model's camera {want:.3g}: another camera, gain or processing")
     e = _electrons(image, cam)
     shape = tuple(min(n, 256) for n in image.shape)
-    sim_cfg = cfg.model_copy(update={"device": "cpu"}).with_overrides({"shape": list(shape)})
+    over = {"shape": list(shape)}
+    if cfg.sample.images.folder and not Path(cfg.sample.images.folder).is_dir():
+        over["sample.images.folder"] = None  # a moved run: its restored images stay behind
+    sim_cfg = cfg.model_copy(update={"device": "cpu"}).with_overrides(over)
     var = sim_variance(cam)
     sims = [_electrons(simulate_pair(sim_cfg, 3_000_000, i).input, cam) for i in range(n_sims)]
     level = _level(e)

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from simulate import SimConfig, SynthcareError, atomic_write, ensure_writable, versions
 from simulate.paths import check_output_folder, folder_lock
 
-from . import losses
+from . import ddp, losses, refine
 from .checkpoints import CHECKPOINTS, load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .data import (
@@ -46,6 +46,7 @@ from .data import (
     FolderPairs,
     MixedBatches,
     SimulatedBatches,
+    ZarrPairs,
     model_ndim,
     npz_pairs,
     pair_files,
@@ -143,11 +144,18 @@ class TrainData:
 
 
 def folder_data(run: RunConfig, pairs: str | Path) -> TrainData:
-    """Batches from real pairs: a folder of low/GT TIFFs or a CSBDeep training-data ``.npz``;
-    the last tenth of the images (or patches) validates."""
+    """Batches from pairs on disk: a folder of low/GT TIFFs, a CSBDeep training-data ``.npz``,
+    or an OME-Zarr dataset (read lazily, :class:`restore.data.ZarrPairs`); the last tenth of the
+    images (or patches) validates."""
+    from simulate.omezarr import is_zarr
+
     t, patch = run.train, run.patch
-    is_npz = Path(pairs).suffix.lower() == ".npz"
-    images = npz_pairs(pairs) if is_npz else read_pair_files(pair_files(pairs))
+    if is_zarr(pairs):
+        images = ZarrPairs(pairs)
+    elif Path(pairs).suffix.lower() == ".npz":
+        images = npz_pairs(pairs)
+    else:
+        images = read_pair_files(pair_files(pairs))
     n_val = max(1, len(images) // 10) if len(images) > 1 else 0
     train_images, val_images = images[: len(images) - n_val], images[len(images) - n_val:] or images
     source = FolderPairs(patch=patch, seed=run.seed, images=train_images,
@@ -241,6 +249,8 @@ class Session:
     step: int = 0
     best: float = math.inf
     elapsed: float = 0.0  # training seconds (validation and checkpoints not counted)
+    group: ddp.Group | None = None  # the torchrun job this rank belongs to (None: one process)
+    net: torch.nn.Module | None = None  # what a step trains through (the model, or its DDP)
 
     def __post_init__(self) -> None:
         t, cuda = self.run.train, self.device.type == "cuda"
@@ -263,6 +273,8 @@ class Session:
         self.step, self.best, self.elapsed = ck["step"], ck["best_val"], ck["seconds"]
 
     def checkpoint(self, name: str) -> None:
+        if self.group is not None and not self.group.main:
+            return  # rank 0 writes for the group
         save_checkpoint(self.out / name, {
             "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(), "step": self.step, "best_val": self.best,
@@ -296,13 +308,20 @@ class Session:
 class RunLog:
     """``log.csv`` of a run (a header unless resuming one), and TensorBoard when installed."""
 
-    def __init__(self, out: Path, resume: bool):
-        self.path, self.writer = out / "log.csv", _tensorboard(out)
-        if not resume or not self.path.exists():
+    def __init__(self, out: Path | None, resume: bool):
+        self.path, self.writer = (None, None) if out is None else (out / "log.csv", _tensorboard(out))
+        if out is not None and (not resume or not self.path.exists()):
             with open(self.path, "w", newline="") as f:
                 csv.writer(f).writerow(LOG_FIELDS)
 
+    @classmethod
+    def silent(cls) -> RunLog:
+        """A log that writes nothing (the ranks other than 0 of a torchrun job)."""
+        return cls(None, False)
+
     def write(self, row: tuple) -> None:
+        if self.path is None:
+            return
         with open(self.path, "a", newline="") as f:
             csv.writer(f).writerow(row)
         if self.writer is not None:
@@ -315,33 +334,52 @@ class RunLog:
 
 
 def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, resume: bool = False,
-          progress: bool = True, mixture: list[SimConfig] | None = None) -> dict:
+          progress: bool = True, mixture: list[SimConfig] | None = None,
+          init: str | Path | None = None) -> dict:
     """Train the network a run describes into the folder ``out``; returns a summary dict.
 
     ``pairs`` trains on a folder of real low/GT TIFF pairs instead of simulated ones;
     ``mixture`` on simulated pairs drawn in turn from several configurations (one network for a
-    whole study range: batch ``b`` comes from configuration ``b mod len(mixture)``).
+    whole study range: batch ``b`` comes from configuration ``b mod len(mixture)``); ``init``: a
+    run folder whose trained weights start the network (fine-tuning; the same architecture).
+    A run with ``train.refine.images`` trains in stages (:mod:`restore.refine`).
     """
+    if run.train.refine.images and pairs is None and mixture is None:
+        return _train_refined(run, out, resume=resume, progress=progress)
     out = check_output_folder(out, "--out")
     _refuse_trained(out, resume)
-    device = pick_device(run.train.device)
-    data = folder_data(run, pairs) if pairs is not None else simulated_data(run, mixture)
-    check_data(run, data)
-    torch.manual_seed(run.train.seed)
-    model = build_model(run, data.ndim).to(device)
-    opt, sched = optimiser(run, model)
-    with folder_lock(out, "training"):
-        _refuse_trained(out, resume)  # again under the lock: another writer may have finished
-        ensure_writable(out)
-        s = Session(run, out, model, opt, sched, device, pairs)
-        if resume:
-            s.resume()
-        atomic_write(out / "run.yaml", lambda p: run.to_yaml(p))
-        s.model = s.model.to(memory_format=s.memory_format)
-        try:
-            return _loop(s, data, RunLog(out, resume), progress)
-        finally:
-            data.close()
+    g = ddp.group(run.train.device)  # None unless started by torchrun with several processes
+    try:
+        device = ddp.device_of(g, pick_device(run.train.device))
+        data = folder_data(run, pairs) if pairs is not None else simulated_data(run, mixture)
+        check_data(run, data)
+        data.make_batch = ddp.shard(data.make_batch, g)
+        torch.manual_seed(run.train.seed)
+        model = build_model(run, data.ndim)
+        if init is not None and not resume:
+            _load_weights(model, init)
+        model = model.to(device)
+        opt, sched = optimiser(run, model)
+        ddp.barrier(g)  # every rank has checked the folder before rank 0 writes into it
+        main = g is None or g.main
+        with folder_lock(out, "training") if main else nullcontext():
+            _refuse_trained(out, resume)  # again under the lock: another writer may have finished
+            if main:
+                ensure_writable(out)
+            s = Session(run, out, model, opt, sched, device, pairs, group=g)
+            if resume:
+                s.resume()
+            if main:
+                atomic_write(out / "run.yaml", lambda p: run.to_yaml(p))
+            s.model = s.model.to(memory_format=s.memory_format)
+            s.net = ddp.wrap(s.model, g, device)
+            try:
+                return _loop(s, data, RunLog(out, resume) if main else RunLog.silent(),
+                             progress and main)
+            finally:
+                data.close()
+    finally:
+        ddp.leave(g)
 
 
 def _loop(s: Session, data: TrainData, log: RunLog, progress: bool) -> dict:
@@ -357,10 +395,8 @@ def _loop(s: Session, data: TrainData, log: RunLog, progress: bool) -> dict:
     s.model.train()
     with _Interrupt() as interrupt:
         batches = iter(loader)
-        while not budget_spent(t, s.step, s.elapsed):
-            if interrupt.requested:
-                status = "interrupted"
-                break
+        end = ddp.anyone(budget_spent(t, s.step, s.elapsed) or interrupt.requested, s.group, s.device)
+        while not end:
             t0 = time.perf_counter()
             x, y = next(batches)
             data_wait += time.perf_counter() - t0
@@ -368,19 +404,25 @@ def _loop(s: Session, data: TrainData, log: RunLog, progress: bool) -> dict:
             y = y.to(s.device, non_blocking=True)
             lr = cosine_lr(t, s.step, s.elapsed) if t.schedule == "cosine" else None
             # no .item() per step: the GPU never waits for the host
-            window = window + train_step(s.model, s.opt, s.loss_fn, x, y, autocast=s.autocast, lr=lr)
+            window = window + train_step(s.net or s.model, s.opt, s.loss_fn, x, y,
+                                         autocast=s.autocast, lr=lr)
             s.step += 1
             window_steps += 1
             now = time.perf_counter()
             s.elapsed += now - t_mark
             t_mark = now
             bar.update(1)
-            if s.step % t.val_every == 0 or budget_spent(t, s.step, s.elapsed) or interrupt.requested:
+            # every rank of a torchrun job agrees on the stop (any rank's budget or Ctrl-C)
+            end = ddp.anyone(budget_spent(t, s.step, s.elapsed) or interrupt.requested, s.group,
+                             s.device)
+            if s.step % t.val_every == 0 or end:
                 val_loss, val_psnr = s.validate(val_x, val_y)
                 rate = window_steps * t.batch_size / max(s.elapsed - logged_at, 1e-9)
                 _report(s, log, bar, float(window) / window_steps, val_loss, val_psnr, rate)
                 window, window_steps, logged_at = 0.0, 0, s.elapsed
                 t_mark = time.perf_counter()  # validation and checkpoints are not training time
+    if ddp.anyone(interrupt.requested, s.group, s.device):
+        status = "interrupted"  # Ctrl-C here, or on another rank
     bar.close()
     log.close()
     if s.step == 0 or not (s.out / "last.pt").exists():
@@ -401,6 +443,15 @@ def _report(s: Session, log: RunLog, bar, train_loss: float, val_loss: float, va
         s.checkpoint("best.pt")
     s.checkpoint("last.pt")
     bar.set_postfix(loss=f"{train_loss:.4f}", val_psnr=f"{val_psnr:.2f}", patches_s=f"{rate:.1f}")
+
+
+def _load_weights(model: UNet, run_dir: str | Path) -> None:
+    """The trained weights of another run (its best checkpoint) into ``model``."""
+    ck = load_checkpoint(run_dir)
+    if ck["unet"] != model.cfg.to_dict():
+        raise SynthcareError(f"cannot start from {run_dir}: its network differs from this run's "
+                             "(depth, filters, kernel, loss and dimensionality must match)")
+    model.load_state_dict(ck["model"])
 
 
 def _refuse_trained(out: Path, resume: bool) -> None:
@@ -473,3 +524,36 @@ def ensure_trained(run: RunConfig, run_dir: str | Path, *, progress: bool = True
     return train(run, run_dir, progress=progress, resume=(run_dir / "last.pt").exists(),
                  mixture=mixture)
 
+
+def _train_refined(run: RunConfig, out: str | Path, *, resume: bool = False,
+                  progress: bool = True) -> dict:
+    """Train ``run`` in stages (see the module docstring) into ``out``; returns the summary of
+    the last stage trained, with ``steps`` and ``seconds`` summed over the stages so far."""
+    out = check_output_folder(out, "--out").resolve()  # stage configs name their images absolutely
+    images = refine.read_refine_images(run)
+    stages = refine.stage_runs(run, out)
+    if not resume:
+        for folder, _ in stages:
+            _refuse_trained(folder, resume=False)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / refine.STAGES).mkdir(exist_ok=True)
+    atomic_write(out / refine.STAGES / "refine.yaml", lambda p: run.to_yaml(p))
+    device = str(pick_device(run.train.device))
+    summary = {"status": "finished", "best_val_loss": float("nan"), "out": str(out)}
+    for k, (folder, cfg) in enumerate(stages):
+        if k:
+            refine.restore_images(stages[k - 1][0], images, refine.restored_folder(out, k),
+                                  (run.sampling.pixel, run.sampling.pixel), device)
+        if finished(folder, cfg):
+            continue
+        if progress:
+            print(f"refine: stage {k} of {len(stages) - 1} "
+                  f"({'library' if k == 0 else f'{len(images)} restored image(s) + library'})")
+        again = (folder / "last.pt").exists()
+        summary = train(cfg, folder, resume=again, progress=progress,
+                        init=stages[k - 1][0] if k and not again else None)
+        if summary["status"] == "interrupted":
+            break
+    logs = [read_log(f)[-1] for f, _ in stages if (f / "log.csv").exists() and read_log(f)]
+    return summary | {"steps": int(sum(r["step"] for r in logs)),
+                      "seconds": sum(r["seconds"] for r in logs)}

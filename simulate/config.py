@@ -177,6 +177,10 @@ class Images(Settings):
                                "as large as shape; None: library samples only")
     fraction: float = Field(1.0, ge=0, le=1, description="fraction of the pairs made from these "
                             "images (the rest from the library structures set here)")
+    units: Literal["range", "adu"] = Field(
+        "range", description="range: each image's 0.1th-99.9th percentiles become 0 ... "
+        "camera.photons above sample.background; adu: the images are expected camera values "
+        "(ADU) of this config's camera, e.g. a denoised frame of the same camera, used as they are")
 
 
 LIBRARY = ("microtubules", "granules", "beads", "nuclei", "cells", "membranes", "mitochondria",

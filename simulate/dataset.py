@@ -76,7 +76,8 @@ FORMATS = ("tiff", "zarr")
 
 
 def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None = None,
-                  progress: bool = True, overwrite: bool = False, fmt: str = "tiff") -> Path:
+                  progress: bool = True, overwrite: bool = False, fmt: str = "tiff",
+                  scheduler: str | None = None) -> Path:
     """Simulate pairs 0 … n − 1 of dataset ``seed`` (default ``cfg.seed``) into ``out``: TIFFs
     in ``low/``, ``GT/``, ``clean/`` (``fmt='tiff'``), or one OME-Zarr group with those three
     images (``fmt='zarr'``, :mod:`simulate.omezarr`).
@@ -86,10 +87,18 @@ def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None =
     skipped; a folder holding a different config or seed is refused, and so is a folder holding
     files this library did not write (no manifest: e.g. real pairs in the same layout) unless
     ``overwrite``. The folder is locked while it is written (:func:`simulate.paths.folder_lock`).
+    ``scheduler``: make the pairs on a Dask cluster (``local:W`` or a scheduler address; OME-Zarr
+    only, :mod:`simulate.distributed`).
     """
     check_count_and_seed(n, seed)
     if fmt not in FORMATS:
         raise SynthcareError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
+    if scheduler is not None:
+        from .distributed import check_scheduler
+
+        if fmt != "zarr":
+            raise SynthcareError("--scheduler writes OME-Zarr datasets: add --format zarr")
+        check_scheduler(scheduler)
     seed = cfg.seed if seed is None else seed
     out = check_output_folder(out, "--out")
     check(cfg)
@@ -126,7 +135,13 @@ def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None =
                         written=datetime.now(UTC).isoformat(timespec="seconds"))
         atomic_write(manifest_path, lambda p: p.write_text(json.dumps(manifest, indent=2)))
         atomic_write(out / "config.yaml", lambda p: cfg.to_yaml(p))
-        _write_pairs(cfg, seed, progress, _sink(cfg, out, n, fmt))
+        sink = _sink(cfg, out, n, fmt)
+        if scheduler is None:
+            _write_pairs(cfg, seed, progress, sink)
+        else:
+            from .distributed import write_pairs_dask
+
+            write_pairs_dask(cfg, seed, progress, sink, scheduler)
     return out
 
 

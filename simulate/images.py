@@ -24,10 +24,10 @@ SUFFIXES = (".tif", ".tiff", ".png")
 
 
 @functools.lru_cache(maxsize=4)
-def load_folder(folder: str, shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
-    """The clean images of a folder as float32 arrays scaled to [0, 1] (0.1th and 99.9th
-    percentiles), each at least ``shape``; one clear error for an empty folder, a file that is
-    not a 2D image, or an image smaller than the training shape."""
+def load_folder(folder: str, shape: tuple[int, int], scale: bool = True) -> tuple[np.ndarray, ...]:
+    """The clean images of a folder as float32 arrays, scaled to [0, 1] (0.1th and 99.9th
+    percentiles) if ``scale``, else as they are; each at least ``shape``. One clear error for an
+    empty folder, a file that is not a 2D image, or an image smaller than the training shape."""
     path = Path(folder)
     if not path.is_dir():
         raise SynthcareError(f"sample.images.folder {folder} is not a folder")
@@ -55,7 +55,8 @@ def load_folder(folder: str, shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
         lo, hi = np.percentile(a, [0.1, 99.9])
         if hi <= lo:
             raise SynthcareError(f"sample.images: {p.name} is constant")
-        out.append(np.clip((a - lo) / (hi - lo), 0, None).astype(np.float32))
+        out.append(np.clip((a - lo) / (hi - lo), 0, None).astype(np.float32) if scale
+                   else a.astype(np.float32))
     return tuple(out)
 
 

@@ -49,7 +49,7 @@ class ZarrSink:
                  spacing: dict[str, tuple[float, ...]]):
         zarr, self.fmt, self.write_metadata = _modules()
         self.root = zarr.open_group(str(out), mode="a", zarr_format=self.fmt.zarr_format)
-        self.n, self.dtypes, self.spacing = n, dtypes, spacing
+        self.out, self.n, self.dtypes, self.spacing = Path(out), n, dtypes, spacing
         self.arrays = {name: _sized(self.root[name], LEVEL, (n, *self.root[name][LEVEL].shape[1:]))
                        for name in dtypes if name in self.root and LEVEL in self.root[name]}
         self.done = _sized(self.root, "done", (n,), chunks=(max(n, 1),), dtype="u1")
@@ -73,10 +73,19 @@ class ZarrSink:
 
     def write(self, i: int, images: dict[str, np.ndarray]) -> None:
         """Pair ``i``'s images, then its flag (a pair interrupted half-way is redone)."""
+        self.write_images(i, images)
+        self.done[i] = 1
+
+    def write_images(self, i: int, images: dict[str, np.ndarray]) -> None:
+        """Pair ``i``'s images without its flag (a distributed worker's part: the client sets
+        the flags of a chunk once its worker reports it written, :mod:`simulate.distributed`)."""
         for name, image in images.items():
             arr = self._array(name, image.shape)
             arr[i] = np.asarray(image, arr.dtype)
-        self.done[i] = 1
+
+    def mark_done(self, indices: list[int]) -> None:
+        """Set the flags of pairs whose images are written."""
+        self.done.oindex[np.asarray(indices, np.int64)] = 1
 
 
 def _sized(group, name: str, shape: tuple[int, ...], **kw):
@@ -102,3 +111,71 @@ def read_scale(path: str | Path, name: str) -> tuple[list[str], list[float]]:
     node = next(iter(Reader(location)()))
     axes = [a["name"] if isinstance(a, dict) else str(a) for a in node.metadata["axes"]]
     return axes, list(node.metadata["coordinateTransformations"][0][0]["scale"])
+
+
+# --- single images (predict's input and output) ----------------------------------------------
+AXIS_LETTERS = {"t": "T", "s": "S", "c": "C", "z": "Z", "y": "Y", "x": "X"}
+
+
+def is_zarr(path: str | Path) -> bool:
+    """Whether ``path`` names a Zarr store (a folder ending in .zarr, or holding Zarr metadata)."""
+    p = Path(path)
+    return p.suffix.lower() == ".zarr" or any((p / f).exists() for f in
+                                              ("zarr.json", ".zattrs", ".zgroup", ".zarray"))
+
+
+def open_image(path: str | Path) -> tuple[object, str, tuple[float, ...] | None]:
+    """An OME-Zarr image's full-resolution array (read lazily, block by block), its axes as
+    letters (T, S, C, Z, Y, X) and the scale of its space axes in µm (None when not in µm); a
+    bare Zarr array gives (array, '', None), its axes to be named by the caller.
+
+    One clear error for a path that is no Zarr image and for axes other than t, s (a dataset's
+    pairs), c, z, y, x, or without y and x."""
+    zarr = _modules()[0]
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as exc:  # zarr raises several types for a path it cannot open
+        raise SynthcareError(f"{path} is not a Zarr array or OME-Zarr image "
+                             f"({type(exc).__name__})") from None
+    if isinstance(node, zarr.Array):
+        return node, "", None
+    meta = dict(node.attrs).get("ome", dict(node.attrs))
+    multiscales = meta.get("multiscales")
+    if not multiscales:
+        names = sorted(node.group_keys())
+        hint = f" (its images: {', '.join(names)}; give e.g. {Path(path) / names[0]})" if names else ""
+        raise SynthcareError(f"{path} is a Zarr group but not an OME-Zarr image{hint}")
+    ms = multiscales[0]
+    axes = [a["name"] if isinstance(a, dict) else str(a) for a in ms["axes"]]
+    letters = "".join(AXIS_LETTERS.get(a.lower(), "?") for a in axes)
+    if "?" in letters or len(set(letters)) != len(letters) or not {"Y", "X"} <= set(letters):
+        raise SynthcareError(f"the Zarr array {path} has axes {axes}: synthcare restores arrays "
+                             "whose axes are among t, s, c, z, y, x, with y and x")
+    level = ms["datasets"][0]
+    scale = None
+    for t in level.get("coordinateTransformations", []):
+        if t.get("type") == "scale":
+            units = [a.get("unit") if isinstance(a, dict) else None for a in ms["axes"]]
+            space = [(s, u) for s, u, a in zip(t["scale"], units, letters, strict=True) if a in "ZYX"]
+            if all(u in ("micrometer", None) for _, u in space):
+                scale = tuple(float(s) for s, _ in space)
+    return node[level["path"]], letters, scale
+
+
+def create_image(path: str | Path, shape: tuple[int, ...], axes: str,
+                 scale: tuple[float, ...] | None, chunks: tuple[int, ...], dtype=np.float32):
+    """A new OME-Zarr image (NGFF 0.5) of ``shape`` with ``axes`` (letters) and the space axes'
+    ``scale`` (µm); returns its writable full-resolution array."""
+    zarr, fmt, write_metadata = _modules()
+    group = zarr.open_group(str(path), mode="w-", zarr_format=fmt.zarr_format)
+    names = [a.lower() for a in axes]
+    kinds = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
+    meta_axes = [{"name": n, **({"type": kinds[a]} if a in kinds else {}),
+                  **({"unit": "micrometer"} if a in "ZYX" else {})} for n, a in zip(names, axes, strict=True)]
+    space = iter(scale or (1.0,) * sum(a in "ZYX" for a in axes))
+    full = [float(next(space)) if a in "ZYX" else 1.0 for a in axes]
+    arr = group.create_array(LEVEL, shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
+                             dimension_names=names)
+    write_metadata(group, [{"path": LEVEL, "coordinateTransformations": [
+        {"type": "scale", "scale": full}]}], fmt=fmt, axes=meta_axes, name=Path(path).stem)
+    return arr

@@ -194,7 +194,8 @@ def check(cfg: SimConfig) -> None:
     grid = Grid.from_config(cfg)
     convolve.plan((convolve.optics_key(cfg.optics, cfg.ndim),), grid)
     if cfg.sample.images.folder:
-        images.load_folder(cfg.sample.images.folder, tuple(cfg.shape))
+        images.load_folder(cfg.sample.images.folder, tuple(cfg.shape),
+                           scale=cfg.sample.images.units == "range")
 
 
 def simulate_pairs(config: SimConfig, seed: int, indices: Sequence[int], *,
@@ -265,12 +266,16 @@ def _with_images(cfg: SimConfig, seed: int, indices: list[int], use: list[bool],
     those from the user's clean images through the camera, the rest from the library (no truth
     volumes: a user's image has none)."""
     xp = backend.xp_for(cfg.device)
-    folder = images.load_folder(cfg.sample.images.folder, tuple(cfg.shape))
+    adu = cfg.sample.images.units == "adu"
+    folder = images.load_folder(cfg.sample.images.folder, tuple(cfg.shape), scale=not adu)
     camera = Camera.from_config(cfg.camera)
     rng = [streams(seed, i) for i, u in zip(indices, use, strict=True) if u]
     crops = np.stack([images.expected_crop(folder, tuple(cfg.shape), r["geometry"]) for r in rng])
-    photons = xp.asarray((cfg.camera.photons * (cfg.sample.background + crops))[:, None]
-                         .astype(np.float32))
+    if adu:
+        photons = np.maximum(camera.photons_from_expected(crops), 0.0)
+    else:
+        photons = cfg.camera.photons * (cfg.sample.background + crops)
+    photons = xp.asarray(photons[:, None].astype(np.float32))
     inp = camera.capture(photons, [r["noise"] for r in rng])
     clean = camera.expected(photons)
     if tasks.spec(cfg.task).second_exposure:

@@ -17,6 +17,7 @@ says who held it last. The file is removed when the lock is released.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 import time
@@ -69,6 +70,33 @@ def check_output_folder(path: str | Path, flag: str) -> Path:
         return path
     _check_creatable(path, flag)
     return path
+
+
+def check_new_folder(path: str | Path, flag: str) -> Path:
+    """Refuse, before any work, a folder output (e.g. an OME-Zarr image) that exists already or
+    cannot be created: such outputs are never replaced."""
+    path = Path(path)
+    if path.exists():
+        raise SynthcareError(f"{flag} {path} exists: remove it or give another name")
+    _check_creatable(path, flag)
+    return path
+
+
+@contextmanager
+def staged_folder(path: str | Path) -> Iterator[Path]:
+    """Build a new folder under a hidden sibling name and rename it onto ``path`` when the block
+    completes; if the block fails or is interrupted the partial folder is removed, so nothing
+    half-written is ever left at ``path``."""
+    path = Path(path)
+    make_parent(path)
+    tmp = path.parent / f".{path.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def make_parent(path: str | Path) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from restore.cli import main
 from restore.config import load_run
@@ -70,7 +71,11 @@ def test_bioimageio_package_passes_bioimageio_core(tmp_path, extra):
 
     names = set(zipfile.ZipFile(out).namelist())
     assert {"rdf.yaml", "weights.pt", "weights_torchscript.pt", "weights.onnx", "cover.png",
-            "README.md", "test_input.npy", "test_output.npy"} <= names
+            "README.md", "test_input.npy", "test_output.npy", "sample_input.tif",
+            "sample_output.tif"} <= names
+    rdf = yaml.safe_load(zipfile.ZipFile(out).read("rdf.yaml"))
+    assert rdf["inputs"][0]["sample_tensor"]["source"] == "sample_input.tif"
+    assert rdf["outputs"][0]["sample_tensor"]["source"] == "sample_output.tif"
 
 
 def _3d_run(extra):

@@ -7,7 +7,9 @@ import yaml
 
 from restore.cli import main
 from simulate import Camera, SimConfig, SynthcareError, simulate_pair, write_tiff
+from simulate import fit as fit_mod
 from simulate.fit import (
+    Fit,
     check_image,
     electrons,
     fit_camera,
@@ -186,7 +188,7 @@ def test_saturated_image_is_refused():
         check_image(img)
 
 
-def test_fit_command_writes_a_config_that_trains(tmp_path, capsys):
+def test_fit_command_writes_a_config_that_trains(tmp_path, capsys, monkeypatch):
     cfg = _cfg()
     img = simulate_pair(cfg, 0, 0).input
     write_tiff(tmp_path / "raw.tif", img.astype(np.uint16), (0.1, 0.1), dtype=np.uint16)
@@ -200,9 +202,17 @@ def test_fit_command_writes_a_config_that_trains(tmp_path, capsys):
     assert run["sampling"]["pixel"] == pytest.approx(0.1)  # from the file's metadata
     assert run["camera"]["gain"] == pytest.approx(2.0, rel=0.1)
     assert run["sample"]["nuclei"]["density"] > 0
+    # training ends on restorations of this very image (restore.refine), unless --no-refine
+    assert run["train"]["refine"]["images"] == [str((tmp_path / "raw.tif").resolve())]
     from restore.config import load_run
 
     load_run(config=out)  # a valid run file
+    again = {k: v for k, v in run.items() if k != "train"} | {
+        "train": {k: v for k, v in run["train"].items() if k != "refine"}}
+    monkeypatch.setattr(fit_mod, "fit_image", lambda *a, **k: Fit(run=again))  # skip the work
+    assert main(["fit", str(tmp_path / "raw.tif"), "--out", str(tmp_path / "lib.yaml"),
+                 "--no-refine"]) == 0
+    assert "refine" not in yaml.safe_load((tmp_path / "lib.yaml").read_text())["train"]
 
 
 def test_fit_command_refuses_an_unwritable_output_before_work(tmp_path, capsys):

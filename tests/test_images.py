@@ -81,3 +81,26 @@ def test_images_need_a_2d_denoising_task(tmp_path):
     with pytest.raises(Exception, match=r"sample\.images"):
         SimConfig.from_dict({"task": "deconvolve", "shape": [8, 64, 64],
                              "sample": {"images": {"folder": str(tmp_path)}}})
+
+
+def test_images_in_adu_are_the_expected_camera_values_as_they_are(tmp_path):
+    folder = _folder(tmp_path)  # values 100 … 1100: ADU of a camera with offset 100
+    cfg = _cfg(folder, units="adu")
+    p = simulate_pair(cfg, 0, 0)
+    values = np.unique(np.concatenate([a.ravel() for a in load_folder(str(folder), (64, 64),
+                                                                       scale=False)]))
+    # no rescaling, no added background: every clean pixel is a pixel of the image
+    assert np.allclose(values[np.searchsorted(values, p.clean.ravel()).clip(0, len(values) - 1)],
+                       p.clean.ravel(), rtol=1e-6)
+    assert p.clean.max() > 500  # not the [0, 1] range scaling
+    resid = (p.input - p.clean) / np.sqrt(2.0 * (p.clean - 100) + 4.0 + 1 / 12)
+    assert abs(resid.mean()) < 0.05 and resid.var() == pytest.approx(1.0, rel=0.1)
+
+
+def test_images_in_adu_below_the_offset_give_zero_photons(tmp_path):
+    d = tmp_path / "dark"
+    d.mkdir()
+    write_tiff(d / "a.tif", np.full((64, 64), 90.0, np.float32)
+               + np.arange(64, dtype=np.float32), (0.1, 0.1))  # 90 … 153 ADU, offset 100
+    p = simulate_pair(_cfg(d, units="adu"), 0, 0)
+    assert p.clean.min() == pytest.approx(100.0)  # clipped at zero photons, never negative

@@ -155,10 +155,14 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
 
 
 def test_ctrl_c_checkpoints_and_stops(tmp_path, monkeypatch):
-    class StopAfterTwo:
-        def __init__(self):
-            self.reads = 0
+    steps = []
+    real_step = train_mod.train_step
 
+    def counted(*args, **kwargs):
+        steps.append(1)
+        return real_step(*args, **kwargs)
+
+    class CtrlCAfterTwoSteps:
         def __enter__(self):
             return self
 
@@ -167,10 +171,10 @@ def test_ctrl_c_checkpoints_and_stops(tmp_path, monkeypatch):
 
         @property
         def requested(self):
-            self.reads += 1
-            return self.reads > 4  # two checks per step
+            return len(steps) >= 2
 
-    monkeypatch.setattr(train_mod, "_Interrupt", StopAfterTwo)
+    monkeypatch.setattr(train_mod, "train_step", counted)
+    monkeypatch.setattr(train_mod, "_Interrupt", CtrlCAfterTwoSteps)
     summary = train(_run("train.steps=50", "train.val_every=25"), tmp_path / "r", progress=False)
     assert summary["status"] == "interrupted" and summary["steps"] == 2
     _, _, ck = load_model(tmp_path / "r")

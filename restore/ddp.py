@@ -1,0 +1,104 @@
+"""Training on several processes: ``torchrun --nproc-per-node N -m restore.cli train …``.
+
+torchrun starts N processes with ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` set; :func:`group`
+joins them into one process group (``nccl`` on GPUs, one GPU per local rank; ``gloo`` on the
+CPU) and the network trains as ``DistributedDataParallel``: gradients are averaged over the
+ranks every step, so the ranks' parameters stay identical and one step consumes N batches.
+Rank ``r`` trains on batches ``b·N + r`` of the run's batch stream (:func:`shard`): disjoint
+pairs, simulated by each rank itself, whose union is the single-process stream. Every rank
+validates on the same fixed set (so the learning-rate schedule is the same everywhere); rank 0
+alone holds the run folder's lock and writes ``log.csv`` and the checkpoints; a stop (budget
+reached on any rank's clock, or Ctrl-C on any rank) is agreed by all (:func:`anyone`), so no
+rank waits on a collective the others left. ``--resume`` works for the group: every rank loads
+``last.pt``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from simulate import SynthcareError
+
+
+@dataclass(frozen=True)
+class Group:
+    """This process's place in a torchrun job."""
+
+    rank: int
+    world: int
+    local_rank: int
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one that writes."""
+        return self.rank == 0
+
+
+def group(device: str) -> Group | None:
+    """Join the torchrun job this process belongs to (None when not started by torchrun, or a
+    job of one process). ``device`` is the run's ``train.device``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return None
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if cuda:
+        if local >= torch.cuda.device_count():
+            raise SynthcareError(f"local rank {local} has no GPU ({torch.cuda.device_count()} "
+                                 "visible): start at most one process per GPU")
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return Group(rank, world, local)
+
+
+def device_of(g: Group | None, device: torch.device) -> torch.device:
+    """The rank's device: its own GPU (``cuda:LOCAL_RANK``) under CUDA."""
+    if g is not None and device.type == "cuda":
+        return torch.device("cuda", g.local_rank)
+    return device
+
+
+def shard(make_batch, g: Group | None):
+    """The rank's share of a batch stream: its batch ``b`` is the stream's ``b·N + rank``."""
+    if g is None:
+        return make_batch
+
+    def make(b: int):
+        return make_batch(b * g.world + g.rank)
+
+    return make
+
+
+def wrap(model: torch.nn.Module, g: Group | None, device: torch.device) -> torch.nn.Module:
+    """The module a step trains through: ``DistributedDataParallel`` in a group, else ``model``."""
+    if g is None:
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def anyone(flag: bool, g: Group | None, device: torch.device) -> bool:
+    """True on every rank if ``flag`` is true on any (one tiny all-reduce)."""
+    if g is None:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def barrier(g: Group | None) -> None:
+    """Wait for every rank (no-op outside a group)."""
+    if g is not None:
+        dist.barrier()
+
+
+def leave(g: Group | None) -> None:
+    """Leave the process group at the end of training."""
+    if g is not None and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

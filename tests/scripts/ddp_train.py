@@ -1,0 +1,49 @@
+"""Run under torchrun by tests/test_ddp.py: train a tiny denoise2d run, recording which batches
+this rank made and its final parameters.
+
+    torchrun --nproc-per-node 2 tests/scripts/ddp_train.py OUT STEPS [resume]
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from restore import train as T
+from restore.config import load_run
+
+out, steps, resume = Path(sys.argv[1]), int(sys.argv[2]), len(sys.argv) > 3
+rank = int(os.environ["RANK"])
+seen, nets = [], []
+real_data, real_step = T.simulated_data, T.train_step
+
+
+def recording_data(run, mixture=None):
+    data = real_data(run, mixture)
+    make = data.make_batch
+
+    def batch(b):  # the stream's global batch index, before the rank's share is taken
+        seen.append(int(b))
+        return make(b)
+
+    data.make_batch = batch
+    return data
+
+
+def recording_step(net, *args, **kw):
+    if not nets:
+        nets.append(net)
+    return real_step(net, *args, **kw)
+
+
+T.simulated_data, T.train_step = recording_data, recording_step
+run = load_run("denoise2d", None, ["shape=[64,64]", "train.patch=[32,32]", "train.batch_size=2",
+                                   "train.filters=8", "train.val_patches=4", "train.workers=0",
+                                   f"train.steps={steps}", "train.val_every=2"])
+summary = T.train(run, out, resume=resume, progress=False)
+params = torch.cat([p.detach().flatten() for p in nets[0].parameters()]).tolist()
+tag = "resume" if resume else "first"
+(out.parent / f"rank{rank}-{tag}.json").write_text(json.dumps(
+    {"seen": seen, "params": params, "steps": summary["steps"], "ddp": type(nets[0]).__name__}))
