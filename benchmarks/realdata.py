@@ -200,7 +200,7 @@ def main() -> None:
         raise SystemExit(f"no low/high pairs found in {args.data}")
     names = args.only.split(",") if args.only else list(pairs)
     results = [run_pair(n, *pairs[n], args.minutes, out, not args.no_refine) for n in names]
-    table = ["| pair | input | Gaussian (tuned) | VST + BM3D (tuned) | network (simulation only, "
+    table = ["| pair | input | Gaussian (tuned) | VST + BM3D (tuned) | network (simulation, "
              "--tta) | network without --tta | gain over best classical |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
@@ -209,7 +209,8 @@ def main() -> None:
         def cell(k, s=s):
             return f"{s[k]['psnr']:.2f} / {s[k]['ssim']:.3f}" if k in s else "—"
 
-        table.append(f"| {r['pair']} | {cell('input')} | {cell('gaussian')} | {cell('vst+bm3d')} | "
+        how = "refined" if r.get("refine") else "library only"
+        table.append(f"| {r['pair']} ({how}) | {cell('input')} | {cell('gaussian')} | {cell('vst+bm3d')} | "
                      f"{cell('network')} | {cell('network, no tta')} | {r['gain_psnr']:+.2f} dB / "
                      f"{r['gain_ssim']:+.3f} |")
     (out / "results.md").write_text("PSNR (dB) / SSIM against the high-SNR reference\n\n"

@@ -214,6 +214,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
         able = " and ".join(w.name for w in WORKFLOWS.values() if w.z_factor)
         raise SynthcareError(f"--factor applies to {able} models, not '{run.task}'")
     spacing = list(voxel or (1.0,) * min(3, len(source.shape)))
+    if args.memory is not None and not args.memory > 0:
+        raise SynthcareError(f"--memory {args.memory:g}: give the MiB one block may use (> 0)")
     budget = int(args.memory * 2**20) if args.memory else None
     if zarr_io and not (wf.interpolate_z or wf.slices):  # same shape out: block by block
         written = predict_files(model, source, axes, args.output, args.scale, spacing, tiles=tiles,
@@ -224,7 +226,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     image = np.asarray(source)
     restored = predict_task(model, run.task, image, axes, factor=args.factor,
                             z_factor=run.sampling.z_factor, tiles=tiles, progress=True,
-                            augment=args.tta, return_scale=bool(args.scale))
+                            augment=args.tta, return_scale=bool(args.scale), memory_budget=budget)
     restored, scale = restored if args.scale else (restored, None)
     if wf.z_factor and len(spacing) == 3:
         spacing[0] /= args.factor or run.sampling.z_factor  # planes now at the finer z-step

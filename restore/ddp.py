@@ -4,8 +4,9 @@ torchrun starts N processes with ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` set
 joins them into one process group (``nccl`` on GPUs, one GPU per local rank; ``gloo`` on the
 CPU) and the network trains as ``DistributedDataParallel``: gradients are averaged over the
 ranks every step, so the ranks' parameters stay identical and one step consumes N batches.
-Rank ``r`` trains on batches ``b·N + r`` of the run's batch stream (:func:`shard`): disjoint
-pairs, simulated by each rank itself, whose union is the single-process stream. Every rank
+Rank ``r`` trains on its own runs of consecutive batches of the run's batch stream
+(:func:`shard`, runs that crop whole simulated pairs): disjoint pairs, simulated by each rank
+itself, whose union is the single-process stream. Every rank
 validates on the same fixed set (so the learning-rate schedule is the same everywhere); rank 0
 alone holds the run folder's lock and writes ``log.csv`` and the checkpoints; a stop (budget
 reached on any rank's clock, or Ctrl-C on any rank) is agreed by all (:func:`anyone`), so no
@@ -15,6 +16,7 @@ rank waits on a collective the others left. ``--resume`` works for the group: ev
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -63,15 +65,41 @@ def device_of(g: Group | None, device: torch.device) -> torch.device:
     return device
 
 
-def shard(make_batch, g: Group | None):
-    """The rank's share of a batch stream: its batch ``b`` is the stream's ``b·N + rank``."""
+def shard(make_batch, g: Group | None, group: int = 1):
+    """The rank's share of a batch stream, in runs of ``group`` consecutive batches: its batch
+    ``b`` is the stream's ``(b // group)·group·N + rank·group + b mod group``. With ``group`` the
+    batches that crop a whole number of simulated pairs (:func:`batch_group`), no pair is
+    simulated by two ranks."""
     if g is None:
         return make_batch
 
     def make(b: int):
-        return make_batch(b * g.world + g.rank)
+        return make_batch((b // group) * group * g.world + g.rank * group + b % group)
 
     return make
+
+
+def batch_group(batch_size: int, patches_per_image: int, configs: int = 1, chunk: int = 1) -> int:
+    """The fewest consecutive batches of a simulated stream that crop whole chunks of pairs:
+    pair ``p`` serves patches ``p·k … p·k + k − 1`` (k patches per image), pairs are simulated
+    ``chunk`` at a time (1 on the CPU; the lcm of a mixture's GPU chunks), so
+    ``k·chunk / gcd(k·chunk, batch)`` batches end on a chunk's boundary; a mixture of
+    ``configs`` interleaves its configurations' batches."""
+    k = max(1, patches_per_image) * chunk
+    return k // math.gcd(k, batch_size) * configs
+
+
+def own_chunks(makers: list, g: Group | None, group: int) -> None:
+    """Tell chunked batch makers (GPU simulators, ``owns``) which chunks this rank uses, so they
+    prepare no other rank's chunk ahead: with :func:`shard`'s runs of ``group`` batches, maker
+    ``m`` of a mixture uses runs of ``group / len(makers)`` of its own batches, whole chunks."""
+    if g is None:
+        return
+    for m in makers:
+        if not hasattr(m, "owns"):
+            continue
+        per_run = group // len(makers) * m.batch_size // (m.per_image * m.chunk)
+        m.owns = lambda c, n=per_run: (c // n) % g.world == g.rank
 
 
 def wrap(model: torch.nn.Module, g: Group | None, device: torch.device) -> torch.nn.Module:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -88,6 +89,9 @@ class DeviceBatches:
         self._plans: dict[int, tuple] = {}
         self._ahead = ThreadPoolExecutor(1, "synthcare-chunks") if prefetch else None
         self._pending: dict[int, Future] = {}
+        # the chunks this consumer will use (a torchrun rank uses runs of them, restore.ddp):
+        # geometry and plans are prepared ahead only for those
+        self.owns: Callable[[int], bool] | None = None
         # stops the thread and the workers when this object goes away, e.g. on an error in the
         # training loop, if close() was not reached
         self._shutdown = weakref.finalize(self, _shutdown, self._ahead, self._pool)
@@ -111,7 +115,7 @@ class DeviceBatches:
         geometry = None
         if self._pool is not None:  # drawn ahead by the workers; the next chunk starts now
             self._submit(k)
-            self._submit(k + 1)
+            self._submit(self._next_own(k + 1))
             geometry = [f.result() for f in self._geometry.pop(k)]
             for old in [j for j in self._geometry if j < k]:
                 for f in self._geometry.pop(old):
@@ -129,6 +133,12 @@ class DeviceBatches:
         xs, ys = (xs - lo) / scale, (ys - lo) / scale  # restore.normalize.Affine, batched
         return _Chunk(xs, ys, per_pair,
                       foreground_positions_stack(ys, self.patch, self.threshold))
+
+    def _next_own(self, k: int) -> int:
+        """The first chunk from ``k`` on that this consumer uses."""
+        while self.owns is not None and not self.owns(k):
+            k += 1
+        return k
 
     def _chunk_of(self, k: int) -> _Chunk:
         """Chunk ``k`` of normalised images (the two latest chunks kept)."""
@@ -210,7 +220,7 @@ class DeviceBatches:
                 self._plans.pop(next(iter(self._plans)))
         start, bank_x, bank_y, where = self._plans[k]
         if self._ahead is not None:  # the plan the batch after this plan's last will need
-            ahead = self._pairs_of(start + len(where))[1] // self.chunk
+            ahead = self._next_own(self._pairs_of(start + len(where))[1] // self.chunk)
             for old in [j for j in self._pending if j != ahead]:
                 self._pending.pop(old).cancel()  # e.g. after a jump back (a running one finishes)
             if ahead not in self._plans and ahead not in self._pending:

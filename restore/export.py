@@ -249,7 +249,7 @@ def _description(tmp: Path, net: PaddedUNet, run: RunConfig, author: str):
         license=b.LicenseId("BSD-3-Clause"),
         documentation=b.FileDescr(source=tmp / "README.md"),
         covers=[b.FileDescr(source=tmp / "cover.png")],
-        tags=["care", "denoising" if run.task in ("denoise", "n2n") else run.task,
+        tags=["care", workflow(run.task).tag,
               "fluorescence-light-microscopy", "synthcare", "pytorch", dims.lower()],
         inputs=inputs, outputs=outputs, weights=weights,
         attachments=[b.FileDescr(source=tmp / "run.yaml")],

@@ -241,7 +241,8 @@ def predict_isotropic(model: UNet, volume: np.ndarray, factor: int, tiles="auto"
 
 def predict_task(model: UNet, task: str, image: np.ndarray, axes: str, *, factor: int | None = None,
                  z_factor: int | None = None, tiles="auto", progress: bool = False,
-                 augment: bool = False, return_scale: bool = False):
+                 augment: bool = False, return_scale: bool = False,
+                 memory_budget: int | None = None):
     """Restore an image the way a task's model expects it.
 
     ``upsample``: the stack as acquired (plane i at z = i·k·pixel) is interpolated along z and
@@ -250,7 +251,7 @@ def predict_task(model: UNet, task: str, image: np.ndarray, axes: str, *, factor
     test-time augmentation (see :func:`predict`; not for isotropic models, whose rows axis is
     the degraded one). ``return_scale``: also the per-pixel Laplace scale of a probabilistic
     model, as :func:`predict` returns it (not for isotropic models, whose two passes would need
-    a rule to combine it).
+    a rule to combine it). ``memory_budget``: bytes for the network's tiles (see :func:`predict`).
     """
     k = factor or z_factor
     wf = workflow(task)
@@ -258,7 +259,7 @@ def predict_task(model: UNet, task: str, image: np.ndarray, axes: str, *, factor
         if k is None:
             raise SynthcareError("give the z factor (--factor) of the acquisition")
         return predict(model, upsample_z(image, axes, k), axes, tiles, progress=progress,
-                       augment=augment, return_scale=return_scale)
+                       augment=augment, return_scale=return_scale, memory_budget=memory_budget)
     if wf.slices:
         if k is None:
             raise SynthcareError("give the z factor (--factor) of the acquisition")
@@ -272,4 +273,4 @@ def predict_task(model: UNet, task: str, image: np.ndarray, axes: str, *, factor
                                  "averages two passes of the network)")
         return predict_isotropic(model, image, k, tiles, progress=progress)
     return predict(model, image, axes, tiles, progress=progress, augment=augment,
-                   return_scale=return_scale)
+                   return_scale=return_scale, memory_budget=memory_budget)

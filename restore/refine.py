@@ -16,9 +16,10 @@ user's sample holds. With ``train.refine.images`` (raw 2D images of the run's ca
 The restorations are never the training input: each pair's input is new camera noise drawn on a
 restoration, so the network learns the user's structures at the fitted noise level, while the
 library share keeps it from copying the first stage's errors. On the two real pairs of
-``benchmarks/realdata.py`` one round (10 min from scratch on restorations of a 10-min library
-network) raised PSNR by 0.4 dB on both. Every stage is an ordinary resumable run: an interrupted
-refinement resumes at the stage it stopped in (``--resume``), finished stages are kept.
+``benchmarks/realdata.py`` (10 minutes, 40 % library then 60 % refining) it added 0.34 and
+0.19 dB over the library alone at the same budget. Every stage is an ordinary resumable run:
+an interrupted refinement resumes at the stage it stopped in (``--resume``), finished stages
+are kept.
 """
 
 from __future__ import annotations

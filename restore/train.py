@@ -136,6 +136,7 @@ class TrainData:
     ndim: int
     on_device: bool = False
     makers: list = field(default_factory=list)  # batch makers to close after training
+    group: int = 1  # consecutive batches that share no pair with the next (ddp.batch_group)
 
     def close(self) -> None:
         for m in self.makers:
@@ -191,7 +192,9 @@ def simulated_data(run: RunConfig, mixture: list[SimConfig] | None = None) -> Tr
                            n_patches=max(1, t.val_patches // len(sims))) for s in sims]
     val_x, val_y = (np.concatenate(a) for a in zip(*vals, strict=True))
     return TrainData(makers[0] if len(makers) == 1 else MixedBatches(makers), val_x, val_y, ndim,
-                     on_device, makers)
+                     on_device, makers,
+                     ddp.batch_group(t.batch_size, t.patches_per_image, len(makers),
+                                     math.lcm(*(getattr(m, "chunk", 1) for m in makers))))
 
 
 def check_data(run: RunConfig, data: TrainData) -> None:
@@ -353,7 +356,8 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
         device = ddp.device_of(g, pick_device(run.train.device))
         data = folder_data(run, pairs) if pairs is not None else simulated_data(run, mixture)
         check_data(run, data)
-        data.make_batch = ddp.shard(data.make_batch, g)
+        data.make_batch = ddp.shard(data.make_batch, g, data.group)
+        ddp.own_chunks(data.makers, g, data.group)
         torch.manual_seed(run.train.seed)
         model = build_model(run, data.ndim)
         if init is not None and not resume:

@@ -31,6 +31,7 @@ class Workflow:
     baselines : the classical methods the network is scored against: a tuned Gaussian filter,
         Richardson–Lucy with the true PSF, or interpolation along z.
     guarded : ``predict --report`` checks inputs and outputs (:mod:`restore.guard`).
+    tag : the bioimage.io tag of the restoration (:mod:`restore.export`).
     """
 
     name: str
@@ -39,14 +40,17 @@ class Workflow:
     z_factor: bool = False
     baselines: Literal["gaussian", "richardson-lucy", "interpolation"] = "gaussian"
     guarded: bool = False
+    tag: str = ""
 
 
 WORKFLOWS: dict[str, Workflow] = {w.name: w for w in (
-    Workflow("denoise", guarded=True),
-    Workflow("n2n", guarded=True),
-    Workflow("deconvolve", baselines="richardson-lucy"),
-    Workflow("upsample", interpolate_z=True, z_factor=True, baselines="interpolation"),
-    Workflow("isotropic", slices=True, z_factor=True, baselines="interpolation"),
+    Workflow("denoise", guarded=True, tag="denoising"),
+    Workflow("n2n", guarded=True, tag="denoising"),
+    Workflow("deconvolve", baselines="richardson-lucy", tag="deconvolution"),
+    Workflow("upsample", interpolate_z=True, z_factor=True, baselines="interpolation",
+             tag="axial-upsampling"),
+    Workflow("isotropic", slices=True, z_factor=True, baselines="interpolation",
+             tag="isotropic-reconstruction"),
 )}
 assert WORKFLOWS.keys() == TASKS.keys(), "every task needs a workflow and a task spec"
 

@@ -23,25 +23,13 @@ def _model(ndim, **kw) -> UNet:
     return UNet(UNetConfig(ndim=ndim, **kw)).eval()
 
 
-class Recorder:
-    """An array read by slicing that records the largest block read."""
-
-    def __init__(self, a):
-        self.a, self.shape, self.largest = a, a.shape, 0
-
-    def __getitem__(self, key):
-        block = self.a[key]
-        self.largest = max(self.largest, block.nbytes)
-        return block
-
-
 @pytest.mark.parametrize("augment", [False, True])
-def test_a_volume_larger_than_the_budget_equals_one_pass(augment):
+def test_a_volume_larger_than_the_budget_equals_one_pass(augment, recorder):
     model = _model(3, depth=1, filters=4)  # 2^depth = 2, halo 10 planes
     ramp = np.linspace(0.5, 1.5, 100)[:, None, None]  # brightness changes along z
     vol = (np.random.default_rng(4).gamma(2, 50, (100, 24, 20)) * ramp).astype(np.float32)
     budget = vol.nbytes  # slabs of 2 + 2·10 planes; percentiles from every 8th plane
-    source, out = Recorder(vol), np.zeros_like(vol)
+    source, out = recorder(vol), np.zeros_like(vol)
     predict_blocks(model, source, "ZYX", out, memory_budget=budget, augment=augment)
     aff = image_affine(vol, (), 100, budget // BYTES_PER_SLAB_VOXEL)
     whole = predict(model, vol, "ZYX", tiles=None, augment=augment, affine=aff)
@@ -149,3 +137,7 @@ def test_zarr_inputs_with_unexpected_axes_are_refused_in_one_line(tmp_path, caps
     assert main(["predict", "--model", str(run), str(tmp_path / "yx.zarr"), "-o",
                  str(tmp_path / "o.zarr"), "--report", str(tmp_path / "r.json")]) == 2
     assert "--report checks images held in memory" in capsys.readouterr().err
+    assert main(["predict", "--model", str(run), str(tmp_path / "yx.zarr"), "-o",
+                 str(tmp_path / "o.zarr"), "--memory", "-1"]) == 2
+    assert "--memory -1: give the MiB" in capsys.readouterr().err
+    assert not (tmp_path / "o.zarr").exists()

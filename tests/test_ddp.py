@@ -11,6 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from restore.config import load_run
+from restore.data import pairs_of_batch
+from restore.ddp import Group, batch_group, own_chunks, shard
 from restore.train import read_log
 
 SCRIPT = Path(__file__).parent / "scripts" / "ddp_train.py"
@@ -28,20 +31,74 @@ def _torchrun(out: Path, steps: int, *extra: str) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+def _stream(rank: int, steps: range, group: int) -> list[int]:
+    """The stream batches rank ``rank`` of 2 makes for its own batches ``steps``."""
+    return [shard(lambda b: b, Group(rank, 2, 0), group)(b) for b in steps]
+
+
+def _pairs(batches, batch: int, per_image: int) -> set[int]:
+    """The simulated pairs that ``batches`` crop from."""
+    return {p for b in batches for p in range(pairs_of_batch(b, batch, per_image)[0],
+                                              pairs_of_batch(b, batch, per_image)[1] + 1)}
+
+
 def test_two_ranks_see_different_pairs_keep_equal_weights_and_resume(tmp_path):
+    per_image = load_run("denoise2d", None, []).train.patches_per_image
+    group = batch_group(2, per_image)  # batches of 2 patches: runs that crop whole pairs
     out = tmp_path / "run"
     _torchrun(out, 4)
     ranks = [json.loads((tmp_path / f"rank{r}-first.json").read_text()) for r in (0, 1)]
     assert all(r["ddp"] == "DistributedDataParallel" for r in ranks)
-    # rank r made the stream's batches 2b + r: disjoint, together the single-process stream
-    assert set(ranks[0]["seen"]).isdisjoint(ranks[1]["seen"])
-    assert sorted(ranks[0]["seen"] + ranks[1]["seen"])[:8] == list(range(8))
+    # each rank made its own runs of the stream's batches, and no pair was simulated twice
+    assert [r["seen"] for r in ranks] == [_stream(r, range(4), group) for r in (0, 1)]
+    assert _pairs(ranks[0]["seen"], 2, per_image).isdisjoint(_pairs(ranks[1]["seen"], 2, per_image))
     np.testing.assert_array_equal(ranks[0]["params"], ranks[1]["params"])  # gradients averaged
     log = read_log(out)  # rank 0 alone writes the log and the checkpoints
     assert [int(r["step"]) for r in log] == [2, 4] and (out / "last.pt").exists()
     _torchrun(out, 6, "resume")  # the group resumes from last.pt
     again = [json.loads((tmp_path / f"rank{r}-resume.json").read_text()) for r in (0, 1)]
     assert [r["steps"] for r in again] == [6, 6]
-    assert min(again[0]["seen"] + again[1]["seen"]) == 8  # the stream continues where it stopped
+    # the stream continues where it stopped
+    assert [r["seen"] for r in again] == [_stream(r, range(4, 6), group) for r in (0, 1)]
     np.testing.assert_array_equal(again[0]["params"], again[1]["params"])
     assert [int(r["step"]) for r in read_log(out)] == [2, 4, 6]
+
+
+def test_rank_runs_cover_the_stream_once_and_share_no_pair():
+    for batch, per_image, ranks in ((2, 16, 2), (6, 8, 3), (8, 3, 2), (16, 16, 4)):
+        group = batch_group(batch, per_image)
+        made = [[shard(lambda b: b, Group(r, ranks, 0), group)(b) for b in range(5 * group)]
+                for r in range(ranks)]
+        assert sorted(b for m in made for b in m) == list(range(5 * group * ranks))  # all, once
+        pairs = [_pairs(m, batch, per_image) for m in made]
+        assert all(pairs[i].isdisjoint(pairs[j]) for i in range(ranks) for j in range(i))
+
+
+def test_a_gpu_simulator_prepares_only_its_ranks_chunks(monkeypatch):
+    # on numpy standing in for cupy: rank 1 of 2 simulates and prefetches its own chunks only,
+    # and its batches are the stream's
+    from restore.data import SimulatedBatches
+    from restore.device_batches import DeviceBatches
+
+    run = load_run("denoise2d", None, ["shape=[48,48]", "train.patch=[32,32]"])
+    kw = dict(seed=3, batch_size=4, patch=(32, 32), patches_per_image=3)
+    dev = DeviceBatches(run.sim, chunk=2, prefetch=True, **kw)
+    made, real = [], DeviceBatches._simulate_chunk
+
+    def counted(self, k):
+        made.append(k)
+        return real(self, k)
+
+    monkeypatch.setattr(DeviceBatches, "_simulate_chunk", counted)
+    group = batch_group(4, 3, chunk=2)  # 3 batches: 12 patches, 4 pairs, 2 chunks
+    g = Group(1, 2, 0)
+    own_chunks([dev], g, group)
+    batches, cpu = shard(dev, g, group), SimulatedBatches(run.sim, **kw)
+    try:
+        for b in range(2 * group):
+            x = batches(b)[0]
+            want = cpu(shard(lambda i: i, g, group)(b))[0]
+            np.testing.assert_allclose(x.numpy(), want, rtol=1e-5, atol=1e-5)
+    finally:
+        dev.close()
+    assert set(made) <= {2, 3, 6, 7, 10, 11} and {2, 3, 6, 7} <= set(made)

@@ -127,19 +127,7 @@ def test_an_unreachable_scheduler_is_one_line():
             pass
 
 
-class Recorder:
-    """A Zarr array that records the largest block read from it."""
-
-    def __init__(self, a):
-        self.a, self.shape, self.largest = a, a.shape, 0
-
-    def __getitem__(self, key):
-        block = self.a[key]
-        self.largest = max(self.largest, block.nbytes)
-        return block
-
-
-def test_training_reads_a_zarr_dataset_lazily(tmp_path):
+def test_training_reads_a_zarr_dataset_lazily(tmp_path, recorder):
     from restore.config import load_run
     from restore.data import ZarrPairs
     from restore.normalize import percentile_affine
@@ -157,7 +145,7 @@ def test_training_reads_a_zarr_dataset_lazily(tmp_path):
                                        "train.steps=3", "train.val_every=3"])
     data = folder_data(run, out)
     source = data.make_batch.func.__self__.images
-    source.low, source.gt = Recorder(source.low), Recorder(source.gt)
+    source.low, source.gt = recorder(source.low), recorder(source.gt)
     data.make_batch(0)
     assert 0 < source.low.largest <= root["low"]["0"][0].nbytes  # one pair at a time
     assert train(run, tmp_path / "run", pairs=out, progress=False)["status"] == "finished"
