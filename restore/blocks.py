@@ -114,8 +114,8 @@ def open_input(path: str, axes: str | None) -> tuple[object, str, tuple[float, .
     if letters and axes and axes.upper() != letters:
         raise SynthcareError(f"--axes {axes} contradicts the axes {letters} of the OME-Zarr "
                              f"image {path}")
-    letters = letters or (axes or "ZYX"[3 - len(array.shape):] if len(array.shape) in (2, 3)
-                          else "").upper()
+    guess = "ZYX"[3 - len(array.shape):] if len(array.shape) in (2, 3) else ""
+    letters = (letters or axes or guess).upper()
     if not letters or len(letters) != len(array.shape) or not set(letters) <= set("TSCZYX"):
         raise SynthcareError(f"the Zarr array {path} has shape {tuple(array.shape)}: give its axes "
                              "with --axes (letters among T, S, C, Z, Y, X)")
@@ -162,6 +162,11 @@ def output_arrays(stack: ExitStack, paths: list[str], shape: tuple[int, ...], ax
 
     arrays = []
     for path in paths:
+        if is_zarr(path) and "".join(a for a in axes if a in "TSCZ") not in \
+                "".join(a for a in "TSCZ" if a in axes):
+            raise SynthcareError(f"{path}: OME-Zarr keeps the axes in the order t, c, z, y, x; "
+                                 f"the input's axes are '{axes}': write a TIFF, or reorder the "
+                                 "input")
         if is_zarr(path):
             tmp = stack.enter_context(staged_folder(path))
             arrays.append(create_image(tmp, shape, axes, space_scale(axes, spacing), chunks))

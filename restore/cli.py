@@ -192,6 +192,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     outputs = [("-o", args.output)] + ([("--scale", args.scale)] if args.scale else [])
     for flag, path in outputs:
         (check_new_folder if is_zarr(path) else check_output_file)(path, flag)
+    if args.scale and Path(args.scale).resolve() == Path(args.output).resolve():
+        raise SynthcareError(f"--scale {args.scale} is the -o output: give another file")
     if same_file(args.output, args.input):
         raise SynthcareError(f"-o {args.output} is the input image: give another output file")
     zarr_io = is_zarr(args.input) or any(is_zarr(path) for _, path in outputs)

@@ -387,7 +387,7 @@ class ZarrPairs(Sequence):
         if self.low.shape != self.gt.shape:
             raise SynthcareError(f"{path}: low {self.low.shape} and GT {self.gt.shape} differ "
                                  "(a task whose target has another grid cannot train from --pairs)")
-        if not len(done):
+        if not len(done) and indices is None:
             raise SynthcareError(f"{path} holds no finished pair")
         self.indices = np.asarray(done, np.int64)
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -398,6 +398,8 @@ class ZarrPairs(Sequence):
     def __getitem__(self, k):
         if isinstance(k, slice):
             return ZarrPairs(self.path, self.indices[k])
+        if not -len(self) <= int(k) < len(self):
+            raise IndexError(k)
         k = int(k) % len(self)
         if k not in self._cache:
             i = int(self.indices[k])

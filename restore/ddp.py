@@ -125,8 +125,11 @@ def barrier(g: Group | None) -> None:
         dist.barrier()
 
 
-def leave(g: Group | None) -> None:
-    """Leave the process group at the end of training."""
+def leave(g: Group | None, failed: bool = False) -> None:
+    """Leave the process group at the end of training; after an error (``failed``) without the
+    closing barrier, which the other ranks, waiting in another collective, would never reach:
+    this rank exits with its own error and torchrun stops the others."""
     if g is not None and dist.is_initialized():
-        dist.barrier()
+        if not failed:
+            dist.barrier()
         dist.destroy_process_group()

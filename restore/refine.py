@@ -42,6 +42,9 @@ def read_refine_images(run: RunConfig) -> list[tuple[str, np.ndarray]]:
     """The raw images of ``train.refine.images`` as (name, float32 YX array) pairs; one clear
     error for a missing file, an image that is not one 2D plane or one smaller than the
     training shape."""
+    if len(run.shape) != 2:
+        raise SynthcareError(f"train.refine refines 2D runs (raw 2D images); this run's shape is "
+                             f"{list(run.shape)}")
     out = []
     for i, name in enumerate(run.train.refine.images):
         path = Path(name)

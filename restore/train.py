@@ -378,12 +378,15 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
             s.model = s.model.to(memory_format=s.memory_format)
             s.net = ddp.wrap(s.model, g, device)
             try:
-                return _loop(s, data, RunLog(out, resume) if main else RunLog.silent(),
-                             progress and main)
+                summary = _loop(s, data, RunLog(out, resume) if main else RunLog.silent(),
+                                progress and main)
             finally:
                 data.close()
-    finally:
-        ddp.leave(g)
+    except BaseException:
+        ddp.leave(g, failed=True)  # no barrier: the other ranks wait in another collective
+        raise
+    ddp.leave(g)
+    return summary
 
 
 def _loop(s: Session, data: TrainData, log: RunLog, progress: bool) -> dict:

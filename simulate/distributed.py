@@ -79,12 +79,18 @@ def connect(scheduler: str):
 
 
 def make_chunk(cfg: SimConfig, seed: int, indices: list[int], out: str, n: int,
-               dtypes: dict[str, str], spacing: dict[str, tuple[float, ...]]) -> list[int]:
+               dtypes: dict[str, str], spacing: dict[str, tuple[float, ...]],
+               worker: bool = True) -> list[int]:
     """One Dask task: simulate pairs ``indices`` and write their images (not their flags) into
-    the dataset at ``out``; returns the indices."""
+    the dataset at ``out``; returns the indices. A ``worker`` only writes into the arrays the
+    client made (it never makes a dataset of its own where it cannot see the client's)."""
     from .omezarr import ZarrSink
 
-    sink = ZarrSink(Path(out), n, {k: np.dtype(v) for k, v in dtypes.items()}, spacing)
+    sink = ZarrSink(Path(out), n, {k: np.dtype(v) for k, v in dtypes.items()}, spacing,
+                    existing=worker)
+    if worker and len(sink.arrays) < len(dtypes):
+        raise SynthcareError(f"{out}: the dataset's arrays are missing on this worker (Dask "
+                             "workers need --out on a shared file system)")
     step = chunk_size(cfg)
     for start in range(0, len(indices), step):
         chunk = indices[start:start + step]
@@ -103,7 +109,7 @@ def write_pairs_dask(cfg: SimConfig, seed: int, progress: bool, sink, scheduler:
         return
     dtypes = {name: str(d) for name, d in sink.dtypes.items()}
     if len(sink.arrays) < len(sink.dtypes):  # the first pair written makes the arrays: here
-        make_chunk(cfg, seed, todo[:1], str(sink.out), sink.n, dtypes, sink.spacing)
+        make_chunk(cfg, seed, todo[:1], str(sink.out), sink.n, dtypes, sink.spacing, worker=False)
         sink.mark_done(todo[:1])
         todo = todo[1:]
     with connect(scheduler) as client:

@@ -46,9 +46,14 @@ class ZarrSink:
     """
 
     def __init__(self, out: Path, n: int, dtypes: dict[str, np.dtype],
-                 spacing: dict[str, tuple[float, ...]]):
+                 spacing: dict[str, tuple[float, ...]], existing: bool = False):
         zarr, self.fmt, self.write_metadata = _modules()
-        self.root = zarr.open_group(str(out), mode="a", zarr_format=self.fmt.zarr_format)
+        try:  # a Dask worker (existing) must find the client's dataset, never make its own
+            self.root = zarr.open_group(str(out), mode="r+" if existing else "a",
+                                        zarr_format=self.fmt.zarr_format)
+        except FileNotFoundError:
+            raise SynthcareError(f"{out}: this machine does not see the dataset the client made "
+                                 "(Dask workers need --out on a shared file system)") from None
         self.out, self.n, self.dtypes, self.spacing = Path(out), n, dtypes, spacing
         self.arrays = {name: _sized(self.root[name], LEVEL, (n, *self.root[name][LEVEL].shape[1:]))
                        for name in dtypes if name in self.root and LEVEL in self.root[name]}

@@ -141,3 +141,18 @@ def test_zarr_inputs_with_unexpected_axes_are_refused_in_one_line(tmp_path, caps
                  str(tmp_path / "o.zarr"), "--memory", "-1"]) == 2
     assert "--memory -1: give the MiB" in capsys.readouterr().err
     assert not (tmp_path / "o.zarr").exists()
+
+
+def test_bare_arrays_take_axes_and_outputs_keep_ome_order(tmp_path, capsys):
+    from restore.blocks import open_input
+
+    bare = zarr.open_array(str(tmp_path / "czyx.zarr"), mode="w", shape=(2, 3, 8, 8), dtype="f4")
+    bare[...] = 1
+    assert open_input(str(tmp_path / "czyx.zarr"), "CZYX")[1] == "CZYX"
+    run = _trained(tmp_path)
+    stack = np.ones((3, 2, 32, 32), np.float32)
+    write_tiff(tmp_path / "zc.tif", stack, (1.0, 0.1, 0.1), axes="ZCYX")
+    assert main(["predict", "--model", str(run), str(tmp_path / "zc.tif"), "--axes", "ZCYX",
+                 "-o", str(tmp_path / "zc.zarr")]) == 2
+    assert "order t, c, z, y, x" in capsys.readouterr().err
+    assert not (tmp_path / "zc.zarr").exists()

@@ -102,3 +102,18 @@ def test_a_gpu_simulator_prepares_only_its_ranks_chunks(monkeypatch):
     finally:
         dev.close()
     assert set(made) <= {2, 3, 6, 7, 10, 11} and {2, 3, 6, 7} <= set(made)
+
+
+def test_a_rank_that_fails_leaves_without_waiting_for_the_others(monkeypatch):
+    import torch.distributed as dist
+
+    from restore import ddp
+
+    calls = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append("destroy"))
+    ddp.leave(Group(0, 2, 0), failed=True)
+    assert calls == ["destroy"]  # a barrier here would wait for ranks busy in another collective
+    ddp.leave(Group(0, 2, 0))
+    assert calls == ["destroy", "barrier", "destroy"]

@@ -93,3 +93,11 @@ def test_warm_start_needs_the_same_network(tmp_path):
     _load_weights(same, tmp_path / "a")
     assert torch.equal(same.state_dict()[next(iter(same.state_dict()))],
                        load_checkpoint(tmp_path / "a")["model"][next(iter(same.state_dict()))])
+
+
+def test_refining_a_3d_run_is_one_clear_line(tmp_path):
+    from restore.refine import read_refine_images
+
+    run = load_run("denoise3d", None, [f"train.refine.images=[{tmp_path / 'raw.tif'}]"])
+    with pytest.raises(SynthcareError, match="refines 2D runs"):
+        read_refine_images(run)
