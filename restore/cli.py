@@ -166,8 +166,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if run.sample.images.folder:  # refuse a bad folder before any work
         from simulate.images import load_folder
 
-        load_folder(run.sample.images.folder, tuple(run.shape),
-                    scale=run.sample.images.units == "range")
+        load_folder(run.sample.images.folder, tuple(run.shape), run.sample.images.units)
     summary = train(run, args.out, pairs=args.pairs, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":
         return  # one report for a torchrun job: rank 0's

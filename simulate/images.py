@@ -24,9 +24,10 @@ SUFFIXES = (".tif", ".tiff", ".png")
 
 
 @functools.lru_cache(maxsize=4)
-def load_folder(folder: str, shape: tuple[int, int], scale: bool = True) -> tuple[np.ndarray, ...]:
+def load_folder(folder: str, shape: tuple[int, int], units: str = "range") -> tuple[np.ndarray, ...]:
     """The clean images of a folder as float32 arrays, scaled to [0, 1] (0.1th and 99.9th
-    percentiles) if ``scale``, else as they are; each at least ``shape``. One clear error for an
+    percentiles) for ``units`` "range", as they are for "adu" (``sample.images.units``); each at
+    least ``shape``. One clear error for an
     empty folder, a file that is not a 2D image, or an image smaller than the training shape."""
     path = Path(folder)
     if not path.is_dir():
@@ -55,7 +56,7 @@ def load_folder(folder: str, shape: tuple[int, int], scale: bool = True) -> tupl
         lo, hi = np.percentile(a, [0.1, 99.9])
         if hi <= lo:
             raise SynthcareError(f"sample.images: {p.name} is constant")
-        out.append(np.clip((a - lo) / (hi - lo), 0, None).astype(np.float32) if scale
+        out.append(np.clip((a - lo) / (hi - lo), 0, None).astype(np.float32) if units == "range"
                    else a.astype(np.float32))
     return tuple(out)
 

@@ -194,8 +194,7 @@ def check(cfg: SimConfig) -> None:
     grid = Grid.from_config(cfg)
     convolve.plan((convolve.optics_key(cfg.optics, cfg.ndim),), grid)
     if cfg.sample.images.folder:
-        images.load_folder(cfg.sample.images.folder, tuple(cfg.shape),
-                           scale=cfg.sample.images.units == "range")
+        images.load_folder(cfg.sample.images.folder, tuple(cfg.shape), cfg.sample.images.units)
 
 
 def simulate_pairs(config: SimConfig, seed: int, indices: Sequence[int], *,
@@ -266,12 +265,11 @@ def _with_images(cfg: SimConfig, seed: int, indices: list[int], use: list[bool],
     those from the user's clean images through the camera, the rest from the library (no truth
     volumes: a user's image has none)."""
     xp = backend.xp_for(cfg.device)
-    adu = cfg.sample.images.units == "adu"
-    folder = images.load_folder(cfg.sample.images.folder, tuple(cfg.shape), scale=not adu)
+    folder = images.load_folder(cfg.sample.images.folder, tuple(cfg.shape), cfg.sample.images.units)
     camera = Camera.from_config(cfg.camera)
     rng = [streams(seed, i) for i, u in zip(indices, use, strict=True) if u]
     crops = np.stack([images.expected_crop(folder, tuple(cfg.shape), r["geometry"]) for r in rng])
-    if adu:
+    if cfg.sample.images.units == "adu":
         photons = np.maximum(camera.photons_from_expected(crops), 0.0)
     else:
         photons = cfg.camera.photons * (cfg.sample.background + crops)

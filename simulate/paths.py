@@ -9,10 +9,9 @@ was.
 A folder that a run or dataset is being written into holds ``.synthcare.lock`` while the
 writer works (:func:`folder_lock`): a second writer on the same folder (another shell; in a
 ``torchrun`` job rank 0 alone takes it) is refused in one line naming the folder and the process
-that holds it. The
-lock is an ``flock`` (POSIX) or ``msvcrt`` byte lock on that file: the operating system drops
-it when the holder exits or is killed, so a crash never leaves a stale lock, and the file's text
-says who held it last. The file is removed when the lock is released.
+that holds it. The lock is an ``flock`` (POSIX) or ``msvcrt`` byte lock on that file: the
+operating system drops it when the holder exits or is killed, so a crash never leaves a stale
+lock, and the file's text says who held it last. The file is removed when the lock is released.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def test_images_in_adu_are_the_expected_camera_values_as_they_are(tmp_path):
     cfg = _cfg(folder, units="adu")
     p = simulate_pair(cfg, 0, 0)
     values = np.unique(np.concatenate([a.ravel() for a in load_folder(str(folder), (64, 64),
-                                                                       scale=False)]))
+                                                                       "adu")]))
     # no rescaling, no added background: every clean pixel is a pixel of the image
     assert np.allclose(values[np.searchsorted(values, p.clean.ravel()).clip(0, len(values) - 1)],
                        p.clean.ravel(), rtol=1e-6)
