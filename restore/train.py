@@ -402,7 +402,12 @@ def _loop(s: Session, data: TrainData, log: RunLog, progress: bool) -> dict:
     s.model.train()
     with _Interrupt() as interrupt:
         batches = iter(loader)
-        end = ddp.anyone(budget_spent(t, s.step, s.elapsed) or interrupt.requested, s.group, s.device)
+
+        def stop() -> bool:  # every rank of a torchrun job agrees (any rank's budget or Ctrl-C)
+            return ddp.anyone(budget_spent(t, s.step, s.elapsed) or interrupt.requested, s.group,
+                              s.device)
+
+        end = stop()
         while not end:
             t0 = time.perf_counter()
             x, y = next(batches)
@@ -419,9 +424,7 @@ def _loop(s: Session, data: TrainData, log: RunLog, progress: bool) -> dict:
             s.elapsed += now - t_mark
             t_mark = now
             bar.update(1)
-            # every rank of a torchrun job agrees on the stop (any rank's budget or Ctrl-C)
-            end = ddp.anyone(budget_spent(t, s.step, s.elapsed) or interrupt.requested, s.group,
-                             s.device)
+            end = stop()
             if s.step % t.val_every == 0 or end:
                 val_loss, val_psnr = s.validate(val_x, val_y)
                 rate = window_steps * t.batch_size / max(s.elapsed - logged_at, 1e-9)
@@ -534,7 +537,7 @@ def ensure_trained(run: RunConfig, run_dir: str | Path, *, progress: bool = True
 
 def _train_refined(run: RunConfig, out: str | Path, *, resume: bool = False,
                   progress: bool = True) -> dict:
-    """Train ``run`` in stages (see the module docstring) into ``out``; returns the summary of
+    """Train ``run`` in stages (:mod:`restore.refine`) into ``out``; returns the summary of
     the last stage trained, with ``steps`` and ``seconds`` summed over the stages so far."""
     out = check_output_folder(out, "--out").resolve()  # stage configs name their images absolutely
     images = refine.read_refine_images(run)
