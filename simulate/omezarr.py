@@ -31,10 +31,17 @@ def _modules():
     return zarr, FormatV05(), write_multiscales_metadata
 
 
+def ngff_axes(letters: str) -> list[dict]:
+    """NGFF axes for axis letters (T, S, C, Z, Y, X): time, channel and space types, space in
+    micrometres; S (a dataset's pairs) has no NGFF type."""
+    kinds = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
+    return [{"name": a.lower(), **({"type": kinds[a]} if a in kinds else {}),
+             **({"unit": "micrometer"} if a in "ZYX" else {})} for a in letters]
+
+
 def axes_of(ndim: int) -> list[dict]:
     """NGFF axes of a dataset image: the pair axis, then 2 or 3 space axes in micrometres."""
-    space = [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"[3 - ndim:]]
-    return [{"name": "s"}, *space]
+    return ngff_axes("S" + "ZYX"[3 - ndim:])
 
 
 class ZarrSink:
@@ -174,9 +181,7 @@ def create_image(path: str | Path, shape: tuple[int, ...], axes: str,
     zarr, fmt, write_metadata = _modules()
     group = zarr.open_group(str(path), mode="w-", zarr_format=fmt.zarr_format)
     names = [a.lower() for a in axes]
-    kinds = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
-    meta_axes = [{"name": n, **({"type": kinds[a]} if a in kinds else {}),
-                  **({"unit": "micrometer"} if a in "ZYX" else {})} for n, a in zip(names, axes, strict=True)]
+    meta_axes = ngff_axes(axes)
     space = iter(scale or (1.0,) * sum(a in "ZYX" for a in axes))
     full = [float(next(space)) if a in "ZYX" else 1.0 for a in axes]
     arr = group.create_array(LEVEL, shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
