@@ -8,9 +8,10 @@ Rank ``r`` trains on its own runs of consecutive batches of the run's batch stre
 (:func:`shard`, runs that crop whole simulated pairs): disjoint pairs, simulated by each rank
 itself, whose union is the single-process stream. Every rank
 validates on the same fixed set (so the learning-rate schedule is the same everywhere); rank 0
-alone holds the run folder's lock and writes ``log.csv`` and the checkpoints; a stop (budget
-reached on any rank's clock, or Ctrl-C on any rank) is agreed by all (:func:`anyone`), so no
-rank waits on a collective the others left. ``--resume`` works for the group: every rank loads
+alone holds the run folder's lock and writes ``log.csv`` and the checkpoints; the ranks share one training
+clock (the slowest rank's), and a stop (budget reached, or Ctrl-C on any rank) is agreed by all
+(:func:`agree`), so no rank waits on a collective the others left and the cosine schedule sets
+one learning rate everywhere. ``--resume`` works for the group: every rank loads
 ``last.pt``.
 """
 
@@ -117,6 +118,21 @@ def anyone(flag: bool, g: Group | None, device: torch.device) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+def agree(flag: bool, seconds: float, g: Group | None,
+          device: torch.device) -> tuple[bool, float]:
+    """``(flag on any rank, the largest seconds)`` on every rank (one tiny all-reduce).
+
+    The training clock is shared this way: with a ``train.minutes`` budget and the cosine
+    schedule, a rank on its own clock would set another learning rate than its peers, and the
+    replicas' weights, equal after every averaged step only if the steps are equal, would drift.
+    """
+    if g is None:
+        return flag, seconds
+    t = torch.tensor([1.0 if flag else 0.0, seconds], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t[0].item() > 0), float(t[1].item())
 
 
 def barrier(g: Group | None) -> None:

@@ -403,9 +403,12 @@ def _loop(s: Session, data: TrainData, log: RunLog, progress: bool) -> dict:
     with _Interrupt() as interrupt:
         batches = iter(loader)
 
-        def stop() -> bool:  # every rank of a torchrun job agrees (any rank's budget or Ctrl-C)
-            return ddp.anyone(budget_spent(t, s.step, s.elapsed) or interrupt.requested, s.group,
-                              s.device)
+        def stop() -> bool:
+            """Every rank of a torchrun job agrees: stop on any rank's Ctrl-C or budget, and go on
+            with the slowest rank's clock (the budget and the cosine schedule use it)."""
+            end, s.elapsed = ddp.agree(budget_spent(t, s.step, s.elapsed) or interrupt.requested,
+                                       s.elapsed, s.group, s.device)
+            return end
 
         end = stop()
         while not end:

@@ -64,6 +64,14 @@ def test_two_ranks_see_different_pairs_keep_equal_weights_and_resume(tmp_path):
     assert [int(r["step"]) for r in read_log(out)] == [2, 4, 6]
 
 
+def test_ranks_share_one_clock_for_the_minutes_budget_and_the_cosine_schedule(tmp_path):
+    _torchrun(tmp_path / "run", 100, "clocks")  # 1.2 s budget; rank 1 0.2 s slower per batch
+    ranks = [json.loads((tmp_path / f"rank{r}-clocks.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["steps"] == ranks[1]["steps"] < 100  # the minutes ended the run
+    assert ranks[0]["seconds"] == ranks[1]["seconds"] >= 1.2  # the slower rank's clock
+    np.testing.assert_array_equal(ranks[0]["params"], ranks[1]["params"])  # one learning rate
+
+
 def test_rank_runs_cover_the_stream_once_and_share_no_pair():
     for batch, per_image, ranks in ((2, 16, 2), (6, 8, 3), (8, 3, 2), (16, 16, 4)):
         group = batch_group(batch, per_image)
