@@ -1,14 +1,17 @@
 """Quality of every workflow against its best tuned classical baseline, on held-out data.
 
-    python benchmarks/quality.py [--minutes 10] [--n 6] [--only denoise2d,n2n] [--out DIR]
+    python benchmarks/quality.py [--minutes 10] [--n 6] [--seeds 3] [--only denoise2d,n2n] [--out DIR]
 
-For each workflow preset: train for ``--minutes`` on pairs simulated on the fly (a run folder
-that already holds a finished model is reused, so an interrupted benchmark resumes), evaluate on
-held-out seeds (never seen in training or validation), and write ``DIR/<workflow>.json``, a PNG
+For each workflow preset and each of ``--seeds`` training seeds: train for ``--minutes`` on pairs
+simulated on the fly (seed k: the config's ``seed`` and ``train.seed`` both k, so the pairs and
+the initial weights differ; a run folder that already holds a finished model is reused, so an
+interrupted benchmark resumes), evaluate on the same held-out cases for every seed (those of
+seed 0, never seen in training or validation), and write ``DIR/<workflow>[-s<k>].json``, a PNG
 panel (input | baseline | network | ground truth; XZ views for 3D), and at the end
-``results.json`` and ``results.md``. Noise2Noise is also trained with clean targets (same
-network, loss and budget) to show how close it gets. Goals: +1.5 dB PSNR over the best
-baseline for denoise2d, +1.0 dB for every other workflow.
+``results.json`` and ``results.md`` (mean and min–max of the gain over the seeds, SSIM beside
+PSNR; a goal is met only when every seed's run meets it). Noise2Noise is also trained with
+clean targets (same network, loss and budget) to show how close it gets. Goals: +1.5 dB PSNR
+over the best baseline for denoise2d, +1.0 dB for every other workflow.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 from common import emit
 
+from restore.checkpoints import load_model
 from restore.config import load_run
-from restore.evaluate import evaluate, figure, table
+from restore.evaluate import evaluate_model, figure, table
 from restore.train import ensure_trained, read_log
 
 WORKFLOWS = {  # name: (preset, extra settings, goal in dB)
@@ -35,68 +40,92 @@ WORKFLOWS = {  # name: (preset, extra settings, goal in dB)
 }
 
 
-def run_workflow(name: str, minutes: float, n: int, out: Path) -> dict:
-    """Train (or reuse) and evaluate one workflow; returns its result row."""
+def run_workflow(name: str, minutes: float, n: int, out: Path, seed: int = 0) -> dict:
+    """Train (or reuse) and evaluate one workflow with training seed ``seed``; returns its row."""
     preset, extra, goal = WORKFLOWS[name]
-    run = load_run(preset, None, [*extra, f"train.minutes={minutes}", "train.steps=null"])
-    run_dir = out / "runs" / name
+    base = load_run(preset, None, extra)
+    run = load_run(preset, None, [*extra, f"train.minutes={minutes}", "train.steps=null",
+                                  *([f"seed={base.seed + seed}", f"train.seed={seed}"] if seed else [])])
+    tag = name if seed == 0 else f"{name}-s{seed}"
+    run_dir = out / "runs" / tag
     row_file = run_dir / "row.json"  # a finished, scored workflow is never redone
     if row_file.exists():
-        print(f"{name}: reusing the scored run in {run_dir}")
+        print(f"{tag}: reusing the scored run in {run_dir}")
         return json.loads(row_file.read_text())
     if ensure_trained(run, run_dir) is None:
-        print(f"{name}: reusing the finished model in {run_dir}")
+        print(f"{tag}: reusing the finished model in {run_dir}")
     log = read_log(run_dir)
     t0 = time.perf_counter()
-    result = evaluate(run_dir, n, keep=True, json_path=out / f"{name}.json")
+    model, _, _ = load_model(run_dir)  # scored on seed 0's held-out cases, whatever the seed
+    result = evaluate_model(model, base.sim, base.seed, n, keep=True, json_path=out / f"{tag}.json")
     images = result.pop("images")
     best = result["best_baseline"]
     gain = result["network"]["psnr"] - result[best]["psnr"]
-    figure(images, result, out / f"{name}.png",
-           title=f"{name}: held-out data, network {gain:+.2f} dB over {best} "
+    figure(images, result, out / f"{tag}.png",
+           title=f"{tag}: held-out data, network {gain:+.2f} dB over {best} "
                  f"({int(log[-1]['step'])} steps, {log[-1]['seconds'] / 60:.1f} min)")
-    print(f"\n{name}\n{table(result)}\n")
-    row = {"workflow": name, "task": run.task, "shape": list(run.shape),
-            "photons": run.camera.photons, "steps": int(log[-1]["step"]),
-            "train_minutes": log[-1]["seconds"] / 60, "eval_seconds": time.perf_counter() - t0,
-            "n_eval": n, "best_baseline": best, "scores": result, "gain_db": gain, "goal_db": goal,
-            "goal_met": None if goal is None else gain >= goal}
+    print(f"\n{tag}\n{table(result)}\n")
+    row = {"workflow": name, "seed": seed, "task": run.task, "shape": list(run.shape),
+           "photons": run.camera.photons, "steps": int(log[-1]["step"]),
+           "train_minutes": log[-1]["seconds"] / 60, "eval_seconds": time.perf_counter() - t0,
+           "n_eval": n, "best_baseline": best, "scores": result, "gain_db": gain, "goal_db": goal,
+           "goal_met": None if goal is None else gain >= goal}
     row_file.write_text(json.dumps(row, indent=1))
     return row
+
+
+def summary_line(runs: list[dict]) -> str:
+    """One table row for a workflow's runs (one per seed)."""
+    r0, gains = runs[0], [r["gain_db"] for r in runs]
+    s0, best = r0["scores"], r0["best_baseline"]
+    first = "input" if "input" in s0 else "linear"
+    net = [r["scores"]["network"] for r in runs]
+    spread = f" [{min(gains):+.2f}, {max(gains):+.2f}]" if len(runs) > 1 else ""
+    met = sum(bool(r["goal_met"]) for r in runs)
+    goal = "—" if r0["goal_db"] is None else (
+        f"+{r0['goal_db']:.1f} dB: {'met' if met == len(runs) else 'NOT met'} ({met}/{len(runs)})")
+    return (f"| {r0['workflow']} | {r0['photons']:g} | {len(runs)} | "
+            f"{np.mean([r['steps'] for r in runs]):.0f} ({r0['train_minutes']:.1f}) | "
+            f"{s0[first]['psnr']:.2f} / {s0[first]['ssim']:.3f} | "
+            f"{best} {s0[best]['psnr']:.2f} / {s0[best]['ssim']:.3f} | "
+            f"{np.mean([x['psnr'] for x in net]):.2f} / {np.mean([x['ssim'] for x in net]):.3f} | "
+            f"{np.mean(gains):+.2f}{spread} | {goal} |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--n", type=int, default=6, help="held-out pairs per workflow")
+    ap.add_argument("--seeds", type=int, default=1, help="training seeds per workflow (0 … S−1)")
     ap.add_argument("--only", help="comma-separated workflows")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "quality"))
     args = ap.parse_args()
+    if args.seeds < 1:
+        ap.error(f"--seeds must be at least 1, got {args.seeds}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = args.only.split(",") if args.only else list(WORKFLOWS)
     unknown = set(names) - set(WORKFLOWS)
     if unknown:
         ap.error(f"unknown workflow(s) {sorted(unknown)}; choose from {list(WORKFLOWS)}")
-    rows = []
+    rows, md = [], [
+        "| workflow | photons | seeds | steps (min) | input | best baseline | network | gain: mean "
+        "[min, max] | goal |", "|---|---:|---:|---:|---:|---|---:|---:|---|"]
     for name in WORKFLOWS:  # the report keeps the other workflows' scored rows (--only reruns some)
-        scored = out / "runs" / name / "row.json"
-        if name in names:
-            rows.append(run_workflow(name, args.minutes, args.n, out))
-        elif scored.exists():
-            rows.append(json.loads(scored.read_text()))
-    md = ["| workflow | photons | steps (min) | input | best baseline | network | gain | goal |",
-          "|---|---:|---:|---:|---|---:|---:|---|"]
-    for r in rows:
-        s = r["scores"]
-        first = "input" if "input" in s else "linear"
-        verdict = "met" if r["goal_met"] else "NOT met"
-        goal = "—" if r["goal_db"] is None else f"+{r['goal_db']:.1f} dB {verdict}"
-        md.append(f"| {r['workflow']} | {r['photons']:g} | {r['steps']} ({r['train_minutes']:.1f}) | "
-                  f"{s[first]['psnr']:.2f} | {r['best_baseline']} {s[r['best_baseline']]['psnr']:.2f} | "
-                  f"{s['network']['psnr']:.2f} | {r['gain_db']:+.2f} | {goal} |")
-    (out / "results.md").write_text("PSNR (dB) on held-out simulated data; see the JSON files for "
-                                    "SSIM and NRMSE.\n\n" + "\n".join(md) + "\n")
+        runs = []
+        for seed in range(args.seeds):
+            scored = out / "runs" / (name if seed == 0 else f"{name}-s{seed}") / "row.json"
+            if name in names:
+                runs.append(run_workflow(name, args.minutes, args.n, out, seed))
+            elif scored.exists():
+                runs.append(json.loads(scored.read_text()))
+        if runs:
+            rows += runs
+            md.append(summary_line(runs))
+    (out / "results.md").write_text(
+        "PSNR (dB) / SSIM on the same held-out simulated data for every training seed (the "
+        "network's: mean over the seeds); see the JSON files for NRMSE and the per-run numbers."
+        "\n\n" + "\n".join(md) + "\n")
     emit(rows, md, str(out / "results.json"))
 
 

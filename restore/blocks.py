@@ -107,10 +107,16 @@ def open_input(path: str, axes: str | None) -> tuple[object, str, tuple[float, .
     """Predict's input: an OME-Zarr image or bare Zarr array read lazily, or a TIFF in memory;
     returns (array, axes letters, voxel size in µm or None)."""
     from simulate import read_tiff
+    from simulate.dataset import SLICES_INFO
     from simulate.omezarr import is_zarr, open_image
 
     if not is_zarr(path):
         image, meta = read_tiff(path)
+        if meta.get("info") == SLICES_INFO:
+            raise SynthcareError(
+                f"{path} is an isotropic training pair (lateral slices degraded like z, not a "
+                "stack): predict takes a stack as the microscope records it, e.g. "
+                "eval/input/ of synthcare simulate --volumes N")
         return image, (axes or default_axes(meta.get("axes"), image.ndim)).upper(), meta.get("spacing")
     array, letters, scale = open_image(path)
     if letters and axes and axes.upper() != letters:

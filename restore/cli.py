@@ -46,15 +46,18 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
     if not (args.out or args.preview):
         raise SynthcareError("give --out DIR (and --n N) to write a dataset, or --preview PNG")
-    check_count_and_seed(args.n, args.seed)
+    if args.volumes and not args.out:
+        raise SynthcareError("--volumes writes evaluation cases into OUT/eval: give --out DIR")
+    check_count_and_seed(args.n, args.seed, args.volumes)
     if args.preview:  # written after the dataset, so checked before it
         check_output_file(args.preview, "--preview")
     cfg = load(args.preset, args.config, _overrides(args))
     if args.out:  # write_dataset checks the folder, grid and PSF before it writes anything
         out = write_dataset(cfg, args.out, args.n, seed=args.seed, overwrite=args.overwrite,
-                            fmt=args.format, scheduler=args.scheduler)
+                            fmt=args.format, scheduler=args.scheduler, volumes=args.volumes)
         print(f"dataset: {out}  ({args.n} pairs, task {cfg.task}, shape {list(cfg.shape)}, "
-              f"{args.format})")
+              f"{args.format})" + (f"; {args.volumes} evaluation cases in {out / 'eval'}"
+                                   if args.volumes else ""))
     if args.preview:
         print(f"preview: {preview(cfg, args.preview, seed=args.seed)}")
 
@@ -359,6 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "files synthcare did not write (they may be replaced)")
     p.add_argument("--scheduler", help="make the pairs on a Dask cluster: local:W (W worker "
                    "processes here) or a scheduler address like tcp://host:8786 (with --format zarr)")
+    p.add_argument("--volumes", type=int, default=0, metavar="M", help="also write M held-out "
+                   "evaluation cases into OUT/eval: input/ exactly as the microscope records it (the "
+                   "acquired stack for upsample and isotropic), reference/ on the grid predict "
+                   "returns — the cases synthcare evaluate scores (default 0)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("train", help="train a CARE network on simulated (or real) pairs",

@@ -34,12 +34,13 @@ from simulate import (
     set_threads,
     simulate_pair,
 )
+from simulate.dataset import EVAL_OFFSET
 
 from .normalize import Affine, jittered_affine, percentile_affine
 from .workflows import workflow
 
 VALIDATION_OFFSET = 1_000_000
-TEST_OFFSET = 2_000_000
+TEST_OFFSET = EVAL_OFFSET  # the held-out cases simulate --volumes writes
 
 
 # --- from a simulated pair to model-space images ----------------------------------------------

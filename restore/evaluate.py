@@ -27,9 +27,8 @@ from simulate import (
     SynthcareError,
     atomic_write,
     save_figure,
-    simulate_pair,
-    simulate_volume,
 )
+from simulate.dataset import eval_case
 from simulate.paths import check_output_file, make_parent
 
 from . import baselines
@@ -53,10 +52,7 @@ class Case:
 def cases(cfg: SimConfig, seed: int, n: int) -> list[Case]:
     """``n`` evaluation cases of dataset ``seed``, always simulated on the CPU (scores do not
     depend on where a network was trained)."""
-    cfg = cfg.model_copy(update={"device": "cpu"})
-    if workflow(cfg.task).z_factor:
-        return [Case(v.acquired, v.reference) for v in (simulate_volume(cfg, seed, i) for i in range(n))]
-    return [Case(p.input, p.clean) for p in (simulate_pair(cfg, seed, i) for i in range(n))]
+    return [Case(*eval_case(cfg, seed, i)) for i in range(n)]
 
 
 def tuned_baselines(cfg: SimConfig, validation: list[Case]) -> tuple[dict[str, Method], dict]:

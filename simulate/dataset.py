@@ -5,6 +5,13 @@ A dataset folder holds ``low/NNNN.tif`` (inputs), ``GT/NNNN.tif`` (targets) and
 ``config.yaml`` and ``manifest.json`` (the full config, seed, count and library versions). Every
 file is written atomically (temporary file + rename), so an interrupted run leaves no half
 files, and a re-run resumes, skipping finished pairs.
+
+``isotropic`` pairs are lateral slices degraded like z (CARE's scheme), not stacks: their TIFFs
+are a series of 2D images (ImageJ frames, axes TYX, lateral pixel size) whose Info says so, and
+``predict`` refuses them. Evaluation data (``volumes`` > 0) go to ``eval/input/NNNN.tif`` (the
+input exactly as the microscope records it) and ``eval/reference/NNNN.tif`` (the reference on
+the grid ``predict`` returns): held-out cases of seed ``seed + EVAL_OFFSET``, the very cases
+``synthcare evaluate`` scores a model trained with config seed ``seed`` on.
 """
 
 from __future__ import annotations
@@ -19,18 +26,44 @@ from tqdm.auto import tqdm
 from . import tasks
 from .config import SimConfig
 from .errors import SynthcareError
-from .pairs import check, chunk_size, simulate_pair, simulate_pairs
+from .pairs import check, chunk_size, simulate_pair, simulate_pairs, simulate_volume
 from .paths import check_output_file, check_output_folder, folder_lock, make_parent
 from .sampling import Grid
 from .tiff import atomic_write, ensure_writable, save_figure, versions, write_tiff
 
 SUBFOLDERS = ("low", "GT", "clean")
+EVAL_OFFSET = 2_000_000  # seed offset of held-out evaluation cases (restore.data.TEST_OFFSET)
+SLICES_INFO = ("synthcare isotropic training pair: each frame is a lateral (YX) slice whose rows "
+               "were blurred and subsampled like the z axis; a series of 2D images, not a z-stack")
+
+
+def eval_case(cfg: SimConfig, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluation case ``index`` of dataset ``seed`` on the CPU: (input as the microscope
+    records it, reference on the grid ``predict`` returns). Tasks that restore z: the acquired
+    stack (nz, ny, nx) and the isotropically sampled reference ((nz − 1)·k + 1, ny, nx)
+    (:func:`simulate.pairs.simulate_volume`); others: the pair's input and clean target."""
+    cfg = cfg.model_copy(update={"device": "cpu"})
+    if tasks.spec(cfg.task).anisotropic:
+        v = simulate_volume(cfg, seed, index)
+        return v.acquired, v.reference
+    p = simulate_pair(cfg, seed, index)
+    return p.input, p.clean
+
+
+def eval_spacing(cfg: SimConfig) -> dict[str, tuple[float, ...]]:
+    """Voxel size (µm) of the evaluation input and reference files."""
+    lateral = (cfg.sampling.pixel, cfg.sampling.pixel)
+    if cfg.ndim == 2:
+        return {"input": lateral, "reference": lateral}
+    acquired = (cfg.sampling.pixel * cfg.sampling.z_factor, *lateral)
+    fine = (cfg.sampling.pixel, *lateral) if tasks.spec(cfg.task).anisotropic else acquired
+    return {"input": acquired, "reference": fine}
 
 
 def dataset_spacing(cfg: SimConfig) -> dict[str, tuple[float, ...]]:
     """Voxel size (µm) of the files of each subfolder."""
     lateral = (cfg.sampling.pixel, cfg.sampling.pixel)
-    if cfg.ndim == 2:
+    if cfg.ndim == 2 or tasks.spec(cfg.task).lateral_slices:
         return dict.fromkeys(SUBFOLDERS, lateral)
     z_step = cfg.sampling.pixel * cfg.sampling.z_factor
     low = (z_step, *lateral)
@@ -40,10 +73,13 @@ def dataset_spacing(cfg: SimConfig) -> dict[str, tuple[float, ...]]:
     return dict.fromkeys(SUBFOLDERS, low)
 
 
-def check_count_and_seed(n: int | None, seed: int | None) -> None:
-    """Refuse a pair count below 1 or a negative dataset seed (None: not given)."""
+def check_count_and_seed(n: int | None, seed: int | None, volumes: int = 0) -> None:
+    """Refuse a pair count below 1, a negative evaluation count or a negative dataset seed
+    (None: not given)."""
     if n is not None and n < 1:
         raise SynthcareError(f"--n must be at least 1, got {n}")
+    if volumes < 0:
+        raise SynthcareError(f"--volumes must be 0 or more evaluation cases, got {volumes}")
     if seed is not None and seed < 0:
         raise SynthcareError(f"--seed must be a non-negative integer, got {seed}")
 
@@ -77,7 +113,7 @@ FORMATS = ("tiff", "zarr")
 
 def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None = None,
                   progress: bool = True, overwrite: bool = False, fmt: str = "tiff",
-                  scheduler: str | None = None) -> Path:
+                  scheduler: str | None = None, volumes: int = 0) -> Path:
     """Simulate pairs 0 … n − 1 of dataset ``seed`` (default ``cfg.seed``) into ``out``: TIFFs
     in ``low/``, ``GT/``, ``clean/`` (``fmt='tiff'``), or one OME-Zarr group with those three
     images (``fmt='zarr'``, :mod:`simulate.omezarr`).
@@ -88,11 +124,15 @@ def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None =
     files this library did not write (no manifest: e.g. real pairs in the same layout) unless
     ``overwrite``. The folder is locked while it is written (:func:`simulate.paths.folder_lock`).
     ``scheduler``: make the pairs on a Dask cluster (``local:W`` or a scheduler address; OME-Zarr
-    only, :mod:`simulate.distributed`).
+    only, :mod:`simulate.distributed`). ``volumes``: also write that many held-out evaluation
+    cases as TIFFs into ``out/eval`` (:func:`write_eval`; TIFF datasets only).
     """
-    check_count_and_seed(n, seed)
+    check_count_and_seed(n, seed, volumes)
     if fmt not in FORMATS:
         raise SynthcareError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
+    if volumes and fmt != "tiff":
+        raise SynthcareError("--volumes writes TIFF evaluation data beside TIFF pairs: use "
+                             "--format tiff (or another --out for them)")
     if scheduler is not None:
         from .distributed import check_scheduler
 
@@ -130,9 +170,16 @@ def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None =
         if fmt == "tiff":
             for sub in SUBFOLDERS:
                 (out / sub).mkdir(exist_ok=True)
-        manifest.update(n=n, task=cfg.task, axes="YX" if cfg.ndim == 2 else "ZYX",
+        slices = tasks.spec(cfg.task).lateral_slices
+        manifest.update(n=n, task=cfg.task,
+                        axes="TYX" if slices else "YX" if cfg.ndim == 2 else "ZYX",
                         spacing=dataset_spacing(cfg), versions=versions(),
-                        written=datetime.now(UTC).isoformat(timespec="seconds"))
+                        written=datetime.now(UTC).isoformat(timespec="seconds"),
+                        **({"pairs": SLICES_INFO} if slices else {}))
+        n_eval = max(volumes, ((_read_manifest(manifest_path) or {}).get("eval") or {}).get("n", 0))
+        if n_eval:  # a resumed run finishes the evaluation cases an earlier one asked for
+            manifest["eval"] = {"n": n_eval, "seed": seed + EVAL_OFFSET,
+                                "spacing": eval_spacing(cfg)}
         atomic_write(manifest_path, lambda p: p.write_text(json.dumps(manifest, indent=2)))
         atomic_write(out / "config.yaml", lambda p: cfg.to_yaml(p))
         sink = _sink(cfg, out, n, fmt)
@@ -142,7 +189,25 @@ def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None =
             from .distributed import write_pairs_dask
 
             write_pairs_dask(cfg, seed, progress, sink, scheduler)
+        if "eval" in manifest:
+            write_eval(cfg, out / "eval", manifest["eval"]["n"], seed + EVAL_OFFSET, progress)
     return out
+
+
+def write_eval(cfg: SimConfig, folder: Path, n: int, seed: int, progress: bool) -> None:
+    """Evaluation cases 0 … n − 1 of dataset ``seed`` (:func:`eval_case`) into
+    ``folder/input`` and ``folder/reference``, skipping finished ones (reference written first,
+    input last: a case is finished when its input exists)."""
+    spacing = eval_spacing(cfg)
+    for sub in spacing:
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    width = max(4, len(str(n - 1)))
+    todo = [i for i in range(n) if not (folder / "input" / f"{i:0{width}d}.tif").exists()]
+    for i in tqdm(todo, desc=f"evaluation {cfg.task}", unit="case", disable=not progress):
+        x, ref = eval_case(cfg, seed, i)
+        write_tiff(folder / "reference" / f"{i:0{width}d}.tif", ref, spacing["reference"])
+        write_tiff(folder / "input" / f"{i:0{width}d}.tif", x, spacing["input"],
+                   dtype=np.uint16 if cfg.camera.bits <= 16 else np.float32)
 
 
 def _low_dtype(cfg: SimConfig):
@@ -156,9 +221,11 @@ class TiffSink:
     named by the pair's index. A pair is finished when all three files exist (``low`` is
     written last)."""
 
-    def __init__(self, out: Path, n: int, dtypes: dict, spacing: dict[str, tuple[float, ...]]):
+    def __init__(self, out: Path, n: int, dtypes: dict, spacing: dict[str, tuple[float, ...]],
+                 slices: bool = False):
         self.out, self.n, self.dtypes, self.spacing = out, n, dtypes, spacing
         self.width = max(4, len(str(n - 1)))
+        self.label = {"axes": "TYX", "info": SLICES_INFO} if slices else {}
 
     def finished(self) -> np.ndarray:
         """Boolean per pair: all three images written."""
@@ -169,7 +236,7 @@ class TiffSink:
         """Pair ``i``'s images in the order given (the caller puts ``low`` last)."""
         for sub, image in images.items():
             write_tiff(self.out / sub / f"{i:0{self.width}d}.tif", image, self.spacing[sub],
-                       dtype=self.dtypes[sub])
+                       dtype=self.dtypes[sub], **self.label)
 
 
 def _sink(cfg: SimConfig, out: Path, n: int, fmt: str):
@@ -180,7 +247,7 @@ def _sink(cfg: SimConfig, out: Path, n: int, fmt: str):
         from .omezarr import ZarrSink
 
         return ZarrSink(out, n, dtypes, dataset_spacing(cfg))
-    return TiffSink(out, n, dtypes, dataset_spacing(cfg))
+    return TiffSink(out, n, dtypes, dataset_spacing(cfg), tasks.spec(cfg.task).lateral_slices)
 
 
 def _write_pairs(cfg: SimConfig, seed: int, progress: bool, sink) -> None:

@@ -65,16 +65,17 @@ IMAGEJ_ORDER = "TZCYX"
 
 
 def write_tiff(path: str | Path, image: np.ndarray, spacing: tuple[float, ...], *,
-               axes: str | None = None, dtype=None) -> str:
+               axes: str | None = None, dtype=None, info: str | None = None) -> str:
     """Write an ImageJ TIFF with the voxel size (µm) atomically. ``spacing`` is (dz, dy, dx) or
     (dy, dx); ``axes`` defaults to ZYX / YX. Axes out of ImageJ's order (e.g. the YXC of an RGB
-    input's channels) are transposed into it; returns the axes written."""
+    input's channels) are transposed into it; ``info``: text for ImageJ's Info property (what
+    the file holds). Returns the axes written."""
     image = np.asarray(image, dtype=dtype or np.float32)
     axes = (axes or ("ZYX" if image.ndim == 3 else "YX")).upper()
     if set(axes) <= set(IMAGEJ_ORDER) and len(axes) == image.ndim:
         order = sorted(range(len(axes)), key=lambda i: IMAGEJ_ORDER.index(axes[i]))
         image, axes = np.transpose(image, order), "".join(axes[i] for i in order)
-    meta = {"axes": axes, "unit": "um"}
+    meta = {"axes": axes, "unit": "um", **({"Info": info} if info else {})}
     if len(spacing) == 3:
         meta["spacing"] = float(spacing[0])
     dy, dx = spacing[-2:]
@@ -143,8 +144,8 @@ def tiff_spacing(tif: tifffile.TiffFile) -> tuple[float, ...] | None:
 
 
 def read_tiff(path: str | Path) -> tuple[np.ndarray, dict]:
-    """Read a TIFF; returns the array and ``{'axes': str | None, 'spacing': tuple | None}``
-    (spacing in µm, see :func:`tiff_spacing`)."""
+    """Read a TIFF; returns the array and ``{'axes': str | None, 'spacing': tuple | None,
+    'info': str | None}`` (spacing in µm, see :func:`tiff_spacing`; info: ImageJ's Info)."""
     path = Path(path)
     if not path.is_file():
         raise SynthcareError(f"file not found: {path}")
@@ -153,9 +154,10 @@ def read_tiff(path: str | Path) -> tuple[np.ndarray, dict]:
             data = tif.asarray()
             axes = tif.series[0].axes if tif.series else None
             spacing = tiff_spacing(tif)
+            info = (tif.imagej_metadata or {}).get("Info")
     except (tifffile.TiffFileError, ValueError, OSError) as exc:
         raise SynthcareError(f"cannot read TIFF {path}: {exc}") from None
-    return data, {"axes": axes, "spacing": spacing}
+    return data, {"axes": axes, "spacing": spacing, "info": info if isinstance(info, str) else None}
 
 
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")

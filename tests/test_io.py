@@ -104,3 +104,56 @@ def test_ome_tiff_voxel_size_is_read_from_its_metadata(tmp_path):
     image, meta = read_tiff(tmp_path / "a.ome.tif")
     assert image.shape == (3, 8, 9) and meta["axes"] == "ZYX"
     assert meta["spacing"] == pytest.approx((0.25, 0.065, 0.065))
+
+
+ISO = ["--preset", "isotropic", "--set", "shape=[4,32,32]"]
+
+
+def test_isotropic_pairs_are_labelled_slices_and_predict_refuses_them(tmp_path, capsys):
+    out = tmp_path / "iso"
+    assert main(["simulate", *ISO, "--n", "1", "--out", str(out)]) == 0
+    low, meta = read_tiff(out / "low" / "0000.tif")
+    assert low.shape[1:] == (29, 32)  # frames of rows cropped to (⌈32/4⌉ − 1)·4 + 1
+    assert meta["axes"] == "TYX" and "not a z-stack" in meta["info"]
+    assert meta["spacing"] == pytest.approx((0.1, 0.1))  # lateral pixels, no z-spacing
+    assert json.loads((out / "manifest.json").read_text())["axes"] == "TYX"
+    run = tmp_path / "run"
+    small = ["train.patch=[16,16]", "train.filters=4", "train.val_patches=2"]
+    assert main(["train", *ISO, *[a for s in small for a in ("--set", s)], "--steps", "1",
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--model", str(run), str(out / "low" / "0000.tif"), "-o",
+                 str(tmp_path / "r.tif")]) == 2
+    assert "isotropic training pair" in capsys.readouterr().err and not (tmp_path / "r.tif").exists()
+
+
+@pytest.mark.parametrize("args", [ISO, ["--preset", "denoise2d", "--set", "shape=[32,32]"]])
+def test_volumes_are_the_held_out_cases_evaluate_scores_as_acquired(tmp_path, args):
+    from restore.config import load_run
+    from restore.data import TEST_OFFSET
+    from restore.evaluate import cases
+
+    out = tmp_path / "ds"
+    assert main(["simulate", *args, "--n", "1", "--volumes", "2", "--out", str(out)]) == 0
+    run = load_run(args[1], None, args[3:])
+    want = cases(run.sim, run.seed + TEST_OFFSET, 2)
+    for i, case in enumerate(want):
+        x, x_meta = read_tiff(out / "eval" / "input" / f"{i:04d}.tif")
+        ref, ref_meta = read_tiff(out / "eval" / "reference" / f"{i:04d}.tif")
+        np.testing.assert_array_equal(x, case.input)  # the camera's ADU, stored exactly
+        np.testing.assert_allclose(ref, case.reference, rtol=1e-6)
+    if args is ISO:  # the stack as acquired (z-step 0.4 µm) and the isotropic reference (0.1 µm)
+        assert x.shape == (4, 32, 32) and ref.shape == (13, 32, 32) and x.dtype == np.uint16
+        assert x_meta["spacing"] == pytest.approx((0.4, 0.1, 0.1))
+        assert ref_meta["spacing"] == pytest.approx((0.1, 0.1, 0.1))
+    else:
+        assert x.shape == ref.shape == (32, 32)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["eval"]["n"] == 2 and manifest["eval"]["seed"] == run.seed + TEST_OFFSET
+
+
+def test_bad_volumes_are_refused_before_anything_is_written(tmp_path, capsys):
+    for extra, message in ((["--volumes", "-1"], "--volumes must be 0 or more"),
+                           (["--volumes", "1", "--format", "zarr"], "--format tiff")):
+        assert main(["simulate", "--preset", "denoise2d", "--out", str(tmp_path / "x"), *extra]) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / "x").exists()
