@@ -147,7 +147,8 @@ def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None =
     manifest = {"config": {k: v for k, v in cfg.to_dict().items() if k != "device"}, "seed": seed,
                 "format": fmt}
 
-    def existing_n() -> int:
+    def existing() -> dict:
+        """The manifest already in ``out`` (empty if none), refused if it is another dataset."""
         old = _read_manifest(manifest_path)
         if old is None:
             foreign = _foreign_files(out) if out.is_dir() else []
@@ -156,16 +157,17 @@ def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None =
                     f"{out} holds {len(foreign)} files synthcare did not write (e.g. "
                     f"{foreign[0].relative_to(out)}) and no manifest.json: choose another --out, "
                     "or pass --overwrite to write the dataset there anyway")
-            return 0
+            return {}
         if (old.get("config") != manifest["config"] or old.get("seed") != seed
                 or old.get("format", "tiff") != fmt):
             raise SynthcareError(f"{out} holds a dataset with another config, seed or format; "
                                  "choose another --out or delete it")
-        return int(old.get("n", 0))
+        return old
 
-    existing_n()  # refuse before creating anything
+    existing()  # refuse before creating anything
     with folder_lock(out, "simulation"):
-        n = max(n, existing_n())  # again under the lock: another writer may have finished
+        old = existing()  # again under the lock: another writer may have finished
+        n = max(n, int(old.get("n", 0)))
         ensure_writable(out)
         if fmt == "tiff":
             for sub in SUBFOLDERS:
@@ -176,7 +178,7 @@ def write_dataset(cfg: SimConfig, out: str | Path, n: int, *, seed: int | None =
                         spacing=dataset_spacing(cfg), versions=versions(),
                         written=datetime.now(UTC).isoformat(timespec="seconds"),
                         **({"pairs": SLICES_INFO} if slices else {}))
-        n_eval = max(volumes, ((_read_manifest(manifest_path) or {}).get("eval") or {}).get("n", 0))
+        n_eval = max(volumes, (old.get("eval") or {}).get("n", 0))
         if n_eval:  # a resumed run finishes the evaluation cases an earlier one asked for
             manifest["eval"] = {"n": n_eval, "seed": seed + EVAL_OFFSET,
                                 "spacing": eval_spacing(cfg)}
@@ -207,13 +209,18 @@ def write_eval(cfg: SimConfig, folder: Path, n: int, seed: int, progress: bool) 
         x, ref = eval_case(cfg, seed, i)
         write_tiff(folder / "reference" / f"{i:0{width}d}.tif", ref, spacing["reference"])
         write_tiff(folder / "input" / f"{i:0{width}d}.tif", x, spacing["input"],
-                   dtype=np.uint16 if cfg.camera.bits <= 16 else np.float32)
+                   dtype=_camera_dtype(cfg))
+
+
+def _camera_dtype(cfg: SimConfig):
+    """Camera frames as integers where the camera makes integers (≤ 16 bits), else float32."""
+    return np.uint16 if cfg.camera.bits <= 16 else np.float32
 
 
 def _low_dtype(cfg: SimConfig):
-    """Camera frames as integers where the camera makes integers (≤ 16 bits), else float32."""
-    integer = cfg.camera.bits <= 16 and not tasks.spec(cfg.task).lateral_slices
-    return np.uint16 if integer else np.float32
+    """The inputs' dtype: the camera's, but float32 for lateral slices (blurred and subsampled
+    after the camera)."""
+    return np.float32 if tasks.spec(cfg.task).lateral_slices else _camera_dtype(cfg)
 
 
 class TiffSink:
