@@ -44,8 +44,9 @@ class TrainConfig(Settings):
     patches_per_image: int = Field(8, ge=1, description="patches cropped from each simulated image")
     lr: float = Field(4e-4, gt=0, lt=1, description="learning rate (AdamW)")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
-    loss: Literal["mae", "mse", "laplace"] = Field("mae", description="laplace: probabilistic "
-                                                   "network (mean and per-pixel scale)")
+    loss: Literal["mae", "mse", "mse+ssim", "laplace"] = Field(
+        "mae", description="laplace: probabilistic network (mean and per-pixel scale); mse+ssim: "
+        "squared error plus an SSIM term (sharper deconvolution, flat backgrounds)")
     depth: int = Field(2, ge=0, le=6)
     filters: int = Field(32, ge=1, le=512, description="filters of the first level (doubling)")
     kernel: int | None = Field(None, ge=1, le=11, description="kernel size (default 5 in 2D, 3 in 3D)")

@@ -63,6 +63,27 @@ def test_laplace_loss_minimum_and_gradients():
         losses.get("huber")
 
 
+@pytest.mark.parametrize("shape", [(2, 1, 40, 36), (1, 1, 14, 24, 20)])
+def test_ssim_loss_equals_the_metric_and_penalises_background_texture(shape):
+    """The training SSIM is the scoring SSIM (restore.metrics.ssim), per image, in 2D and 3D; a
+    faint texture on a flat background costs mse+ssim far more than it costs MSE."""
+    from restore.metrics import ssim as metric_ssim
+
+    rng = np.random.default_rng(3)
+    target = rng.gamma(2.0, 0.2, shape).astype(np.float32)
+    pred = (target + rng.normal(0, 0.1, shape)).astype(np.float32)
+    got = float(losses.ssim(torch.from_numpy(pred), torch.from_numpy(target)))
+    want = np.mean([metric_ssim(p[0], t[0]) for p, t in zip(pred, target, strict=True)])
+    assert got == pytest.approx(want, abs=1e-4)
+    flat = torch.zeros(1, 1, 48, 48)
+    texture = flat + 0.02 * torch.from_numpy(rng.standard_normal((1, 1, 48, 48)).astype(np.float32))
+    assert float(losses.mse(texture, flat)) < 5e-4
+    assert float(losses.mse_ssim(texture, flat)) > 5 * float(losses.mse(texture, flat))
+    texture.requires_grad_()
+    losses.get("mse+ssim")(texture, flat).backward()
+    assert torch.all(torch.isfinite(texture.grad))
+
+
 def test_normalisation_round_trip_and_constant_image():
     x = np.random.default_rng(1).gamma(2.0, 50.0, (64, 64)).astype(np.float32) + 100
     aff = percentile_affine(x)
