@@ -26,13 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_predict import CASES as PREDICT_CASES
-from bench_predict import _time
+from bench_predict import _time, model_and_image
 from bench_train import CASES as TRAIN_CASES
 from bench_train import compute_rate
 from common import emit
 
 from restore.predict import predict
-from restore.unet import UNet, UNetConfig
 
 CSBDEEP = r'''
 import json, statistics, sys, tempfile, time
@@ -102,9 +101,7 @@ def synthcare_rates(steps: int, repeat: int) -> dict:
     for name, (preset, shape, sets) in TRAIN_CASES.items():
         out[f"train_{name}"] = compute_rate(preset, shape, [*sets, "train.loss=mae"], steps, False)
     for name, (nd, shape, axes, _) in PREDICT_CASES.items():
-        torch.manual_seed(0)
-        model = UNet(UNetConfig(ndim=nd)).eval()
-        img = np.random.default_rng(0).poisson(20, shape).astype(np.float32)
+        model, img = model_and_image(nd, shape)
         t, _ = _time(lambda m=model, i=img, a=axes: predict(m, i, a, tiles=None), repeat)
         out[f"predict_{name}"] = float(np.prod(shape)) / 1e6 / t
     return out

@@ -33,6 +33,13 @@ def _time(fn, repeat: int) -> tuple[float, np.ndarray]:
     return statistics.median(times), out
 
 
+def model_and_image(nd: int, shape: tuple[int, ...]) -> tuple[UNet, np.ndarray]:
+    """The CSBDeep-default network (seeded) and a Poisson test image of ``shape``."""
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(ndim=nd)).eval()
+    return model, np.random.default_rng(0).poisson(20, shape).astype(np.float32)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
@@ -41,9 +48,7 @@ def main() -> None:
     args = ap.parse_args()
     results = []
     for name, (nd, shape, axes, tiles) in CASES.items():
-        torch.manual_seed(0)
-        model = UNet(UNetConfig(ndim=nd)).eval()
-        img = np.random.default_rng(0).poisson(20, shape).astype(np.float32)
+        model, img = model_and_image(nd, shape)
         mvox = np.prod(shape) / 1e6
         t_un, whole = _time(lambda m=model, i=img, a=axes: predict(m, i, a, tiles=None), args.repeat)
         t_ti, tiled = _time(lambda m=model, i=img, a=axes, t=tiles: predict(m, i, a, tiles=t),

@@ -87,6 +87,12 @@ def inverse_anscombe(d: np.ndarray, slope: float, offset: float, read: float) ->
     return z * slope + offset
 
 
+def vst_camera(x: np.ndarray, bits: int) -> tuple[float, float, float]:
+    """(slope ADU/e⁻, offset ADU, read noise e⁻) of the camera fitted to ``x``, for the VST."""
+    cam, _, line = fit_camera(x, bits=bits)
+    return line.slope, cam["offset"], float(np.sqrt(max(line.variance(cam["offset"]), 0.0)) / line.slope)
+
+
 def bm3d_best(x: np.ndarray, ref: np.ndarray, cam_line) -> tuple[np.ndarray, dict, float] | None:
     """BM3D after the variance-stabilising transform, its σ factor tuned on the reference."""
     try:
@@ -116,11 +122,9 @@ def camera_check(low: Path, high: Path, run_dir: Path, seed: int = 0) -> dict:
     cam = Camera.from_config(CameraConfig.model_validate(fitted["camera"]))
     photons = np.maximum(cam.photons_from_expected((a * ref + b).astype(np.float32)), 0)
     noisy = np.asarray(cam.capture(photons, np.random.default_rng(seed)), np.float32)
-    c, _, line = fit_camera(noisy, bits=fitted["camera"]["bits"] or 32)
-    read = float(np.sqrt(max(line.variance(c["offset"]), 0.0)) / line.slope)
     rows = {"input": scores(noisy, ref),
             "network": scores(predict(load_model(run_dir)[0], noisy, "YX", augment=True), ref)}
-    bm = bm3d_best(noisy, ref, (line.slope, c["offset"], read))
+    bm = bm3d_best(noisy, ref, vst_camera(noisy, fitted["camera"]["bits"] or 32))
     if bm is not None:
         rows["vst+bm3d"] = bm[1]
     return rows
@@ -138,8 +142,7 @@ def run_pair(name: str, low: Path, high: Path, minutes: float, out: Path,
         result = json.loads(row_file.read_text())
         if check and "camera_check" not in result:
             result["camera_check"] = camera_check(low, high, run_dir)
-            row_file.write_text(json.dumps(result, indent=2))
-            (out / f"{name}.json").write_text(json.dumps(result, indent=2))
+            save_row(result, row_file, out / f"{name}.json")
         return result
     x_raw, meta = read_image(low)
     x = check_image(x_raw)
@@ -161,12 +164,10 @@ def run_pair(name: str, low: Path, high: Path, minutes: float, out: Path,
     model, _, _ = load_model(run_dir)
     plain = predict(model, x.astype(np.float32), "YX")
     restored = predict(model, x.astype(np.float32), "YX", augment=True)  # predict --tta
-    cam, _, line = fit_camera(x, bits=meta.get("bits") or 32)
-    read = float(np.sqrt(max(line.variance(cam["offset"]), 0.0)) / line.slope)
     rows = {"input": scores(x, ref)}
     g_img, rows["gaussian"], sigma = gaussian_best(x, ref)
     images = {"input": x, "gaussian": g_img}
-    b = bm3d_best(x, ref, (line.slope, cam["offset"], read))
+    b = bm3d_best(x, ref, vst_camera(x, meta.get("bits") or 32))
     if b is not None:
         images["vst+bm3d"], rows["vst+bm3d"], factor = b
     rows["network"] = scores(restored, ref)
@@ -185,9 +186,14 @@ def run_pair(name: str, low: Path, high: Path, minutes: float, out: Path,
     if check:
         result["camera_check"] = camera_check(low, high, run_dir)
     figure(name, images, ref, out / f"{name}.png")
-    row_file.write_text(json.dumps(result, indent=2))
-    (out / f"{name}.json").write_text(json.dumps(result, indent=2))
+    save_row(result, row_file, out / f"{name}.json")
     return result
+
+
+def save_row(result: dict, *paths: Path) -> None:
+    """Write a pair's result row as JSON to each path (the run's cache and the report)."""
+    for path in paths:
+        path.write_text(json.dumps(result, indent=2))
 
 
 def steps(run_dir: Path) -> int:
