@@ -221,6 +221,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if args.memory is not None and not args.memory > 0:
         raise SynthcareError(f"--memory {args.memory:g}: give the MiB one block may use (> 0)")
     budget = int(args.memory * 2**20) if args.memory else None
+    if zarr_io and run.target.wiener is not None:
+        raise SynthcareError("this model Wiener-filters the whole stack with its PSF before the "
+                             "network, which block-wise (OME-Zarr) prediction cannot: give a TIFF "
+                             "(or a crop that fits in memory)")
     if zarr_io and not (wf.interpolate_z or wf.slices):  # same shape out: block by block
         written = predict_files(model, source, axes, args.output, args.scale, spacing, tiles=tiles,
                                 augment=args.tta, memory_budget=budget, progress=True)
@@ -230,7 +234,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     image = np.asarray(source)
     restored = predict_task(model, run.task, image, axes, factor=args.factor,
                             z_factor=run.sampling.z_factor, tiles=tiles, progress=True,
-                            augment=args.tta, return_scale=bool(args.scale), memory_budget=budget)
+                            augment=args.tta, return_scale=bool(args.scale), memory_budget=budget,
+                            sim=run)
     restored, scale = restored if args.scale else (restored, None)
     if wf.z_factor and len(spacing) == 3:
         spacing[0] /= args.factor or run.sampling.z_factor  # planes now at the finer z-step

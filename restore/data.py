@@ -37,6 +37,7 @@ from simulate import (
 from simulate.dataset import EVAL_OFFSET
 
 from .normalize import Affine, jittered_affine, percentile_affine
+from .prefilter import wiener
 from .workflows import workflow
 
 VALIDATION_OFFSET = 1_000_000
@@ -60,7 +61,8 @@ def model_stacks(cfg: SimConfig, batch) -> tuple[np.ndarray, np.ndarray, np.ndar
 
     ``upsample`` inputs are interpolated along z to the target's planes first (CARE's
     upsampling scheme: the network restores what interpolation cannot); ``isotropic`` pairs
-    are stacks of 2D training slices.
+    are stacks of 2D training slices; ``deconvolve`` inputs are Wiener-filtered with the PSF
+    when ``target.wiener`` is set (:mod:`restore.prefilter`).
     """
     x, y, c = batch.input, batch.target, batch.clean
     wf = workflow(cfg.task)
@@ -69,6 +71,8 @@ def model_stacks(cfg: SimConfig, batch) -> tuple[np.ndarray, np.ndarray, np.ndar
     if wf.slices:
         n = x.shape[1]
         return (*(a.reshape(-1, *a.shape[2:]) for a in (x, y, c)), n)
+    if cfg.target.wiener is not None:
+        x = wiener(cfg, x)
     return x, y, c, 1
 
 

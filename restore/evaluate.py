@@ -99,7 +99,8 @@ def evaluate_model(model, cfg: SimConfig, seed: int, n: int = 8, *,
     (dataset ``seed``: baselines tuned on its validation seed, scored on its test seed)."""
     methods, knobs = tuned_baselines(cfg, cases(cfg, seed + VALIDATION_OFFSET, 2))
     axes = "YX" if cfg.ndim == 2 else "ZYX"
-    methods["network"] = lambda x: predict_task(model, cfg.task, x, axes, z_factor=cfg.sampling.z_factor)
+    methods["network"] = lambda x: predict_task(model, cfg.task, x, axes,
+                                                z_factor=cfg.sampling.z_factor, sim=cfg)
     rows: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
     kept = None
     for i, case in enumerate(tqdm(cases(cfg, seed + TEST_OFFSET, n), desc="evaluate",

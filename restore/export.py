@@ -36,6 +36,7 @@ from .checkpoints import load_model
 from .config import RunConfig
 from .normalize import PMAX, PMIN, percentile_affine
 from .predict import upsample_z
+from .prefilter import wiener
 from .unet import PaddedUNet, UNet
 from .workflows import workflow
 
@@ -97,6 +98,8 @@ def network_input(run: RunConfig, image: np.ndarray) -> np.ndarray:
         image = upsample_z(image, "ZYX", run.sampling.z_factor)
     if wf.slices:  # the middle XZ slice: rows are z
         image = image[:, image.shape[1] // 2, :]
+    if run.target.wiener is not None:
+        image = wiener(run, image)
     return np.ascontiguousarray(image, np.float32)
 
 
@@ -274,7 +277,8 @@ forward model of the microscope (sample, optics, sampling, camera); no acquired 
 
 ## Input and output
 - Input `raw`: {workflow(run.task).name} network input in camera units (see `synthcare predict`
-  for the steps around the network: z interpolation for `upsample`, XZ/YZ slices for `isotropic`),
+  for the steps around the network: z interpolation for `upsample`, XZ/YZ slices for
+  `isotropic`, the Wiener filter with the PSF for `deconvolve` with `target.wiener`),
   normalised by its {PMIN:g}th and {PMAX:g}th percentiles (`scale_range` preprocessing).
 - Output `restored`: the restoration in the same normalised units{scale_note}.
   Multiply by (p{PMAX:g} − p{PMIN:g}) of the input and add p{PMIN:g} for camera units.

@@ -19,8 +19,10 @@ import torch
 from tqdm.auto import tqdm
 
 from simulate import SynthcareError, interpolate_axis
+from simulate.config import SimConfig
 
 from .normalize import Affine, percentile_affine
+from .prefilter import wiener
 from .unet import UNet
 from .workflows import workflow
 
@@ -242,7 +244,7 @@ def predict_isotropic(model: UNet, volume: np.ndarray, factor: int, tiles="auto"
 def predict_task(model: UNet, task: str, image: np.ndarray, axes: str, *, factor: int | None = None,
                  z_factor: int | None = None, tiles="auto", progress: bool = False,
                  augment: bool = False, return_scale: bool = False,
-                 memory_budget: int | None = None):
+                 memory_budget: int | None = None, sim: SimConfig | None = None):
     """Restore an image the way a task's model expects it.
 
     ``upsample``: the stack as acquired (plane i at z = i·k·pixel) is interpolated along z and
@@ -252,8 +254,17 @@ def predict_task(model: UNet, task: str, image: np.ndarray, axes: str, *, factor
     the degraded one). ``return_scale``: also the per-pixel Laplace scale of a probabilistic
     model, as :func:`predict` returns it (not for isotropic models, whose two passes would need
     a rule to combine it). ``memory_budget``: bytes for the network's tiles (see :func:`predict`).
+    ``sim``: the model's simulation config; a deconvolution model trained with ``target.wiener``
+    gets the image Wiener-filtered with its PSF first (:mod:`restore.prefilter`).
     """
     k = factor or z_factor
+    if sim is not None and sim.target.wiener is not None:
+        spatial = "ZYX"[-sim.ndim:]
+        if not axes.endswith(spatial) or image.ndim != len(axes):
+            raise SynthcareError(f"this model Wiener-filters {spatial} images with its PSF: give "
+                                 f"an image whose last axes are {spatial} (got axes '{axes}', "
+                                 f"shape {tuple(image.shape)})")
+        image = wiener(sim, image)
     wf = workflow(task)
     if wf.interpolate_z:
         if k is None:

@@ -99,12 +99,13 @@ def _fft_ops(name: str) -> SimpleNamespace:
     def wrap(f):
         return lambda *a, **k: f(*a, **k, **kw())
 
-    return SimpleNamespace(**{f: wrap(getattr(mod, f)) for f in ("rfft", "fft", "ifft", "irfft2")})
+    names = ("rfft", "fft", "ifft", "irfft2", "rfftn", "irfftn")
+    return SimpleNamespace(**{f: wrap(getattr(mod, f)) for f in names})
 
 
 def fft(xp: ModuleType) -> SimpleNamespace:
-    """``rfft``, ``fft``, ``ifft``, ``irfft2`` for arrays of ``xp`` (scipy.fft with all cores on
-    the CPU, cupyx.scipy.fft on the GPU)."""
+    """``rfft``, ``fft``, ``ifft``, ``irfft2``, ``rfftn``, ``irfftn`` for arrays of ``xp``
+    (scipy.fft with all cores on the CPU, cupyx.scipy.fft on the GPU)."""
     return _fft_ops(xp.__name__)
 
 

@@ -330,7 +330,7 @@ class CameraConfig(Settings):
 
 
 class TargetConfig(Settings):
-    """How training targets are made."""
+    """How training targets are made (and, for deconvolution, the network's input)."""
 
     noise: Literal["none", "high"] = Field("none", description="'none': the noise-free expected image; "
                                            "'high': a second acquisition at target.photons")
@@ -339,6 +339,9 @@ class TargetConfig(Settings):
                                   "target PSF, µm (default 2 pixels)")
     fwhm_z: float | None = Field(None, gt=0, description="axial FWHM of the deconvolution target PSF, "
                                  "µm (default 2 z-steps)")
+    wiener: float | None = Field(None, gt=0, lt=1, description="deconvolve: the network's input is "
+                                 "the stack Wiener-filtered with the microscope's PSF, this being "
+                                 "the regularisation λ (OTF peak 1); None: the raw stack")
 
 
 class SimConfig(Settings):
@@ -382,6 +385,9 @@ class SimConfig(Settings):
             able = " and ".join(t.name for t in TASKS.values() if t.user_images)
             raise ValueError(f"sample.images (semi-synthetic pairs) works with 2D {able} tasks, "
                              f"not task '{self.task}' with a {self.ndim}D shape")
+        if self.target.wiener is not None and not task.narrow_target:
+            raise ValueError(f"target.wiener (a Wiener-filtered input) is for task 'deconvolve', "
+                             f"not '{self.task}'")
         return self
 
     @model_validator(mode="after")
