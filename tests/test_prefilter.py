@@ -76,3 +76,31 @@ def test_prediction_filters_the_image_as_training_does():
     assert not np.allclose(got, predict(model, image, "ZYX", tiles=None), atol=1e-3)
     with pytest.raises(SynthcareError, match="last axes are ZYX"):
         predict_task(model, "deconvolve", image[0], "YX", sim=cfg)
+
+
+def test_cli_predict_filters_like_training_and_refuses_blockwise_zarr(tmp_path, capsys):
+    """`synthcare predict` with a deconvolution model trained with the prefilter gives the
+    network's output on the filtered stack; OME-Zarr (block-wise) input is refused in one line."""
+    from restore.checkpoints import load_model
+    from restore.cli import main
+    from simulate import read_tiff, simulate_pair, write_tiff
+
+    run = tmp_path / "run"
+    sets = ["shape=[8,48,48]", "train.patch=[4,16,16]", "train.batch_size=2", "train.filters=4",
+            "train.val_patches=2", "train.workers=0", "train.patches_per_image=2"]
+    argv = ["train", "--preset", "deconvolve", "--steps", "2", "--out", str(run)]
+    assert main(argv + [a for s in sets for a in ("--set", s)]) == 0
+    model, cfg, _ = load_model(run)
+    assert cfg.target.wiener == pytest.approx(0.01)
+    low = np.asarray(simulate_pair(cfg, 3, 0).input, np.float32)
+    voxel = (cfg.sampling.pixel * cfg.sampling.z_factor, cfg.sampling.pixel, cfg.sampling.pixel)
+    write_tiff(tmp_path / "low.tif", low, voxel)
+    assert main(["predict", "--model", str(run), str(tmp_path / "low.tif"), "-o",
+                 str(tmp_path / "out.tif")]) == 0
+    got = read_tiff(tmp_path / "out.tif")[0]
+    want = predict(model, wiener(cfg, low), "ZYX")
+    np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max())
+    capsys.readouterr()
+    assert main(["predict", "--model", str(run), str(tmp_path / "low.tif"), "-o",
+                 str(tmp_path / "out.zarr")]) == 2
+    assert "Wiener-filters the whole stack" in capsys.readouterr().err
