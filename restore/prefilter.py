@@ -24,6 +24,7 @@ import scipy.fft
 
 from simulate.backend import array_module, fft
 from simulate.config import SimConfig
+from simulate.convolve import otf
 
 from .baselines import detector_psf
 
@@ -40,14 +41,14 @@ def _filter(cfg: SimConfig, shape: tuple[int, ...], xp) -> tuple[tuple[int, ...]
         kernel /= kernel.sum()
         fast = tuple(scipy.fft.next_fast_len(max(2 * n, m), real=True)
                      for n, m in zip(shape, kernel.shape, strict=True))
-        centred = np.zeros(fast)
-        centred[tuple(slice(0, m) for m in kernel.shape)] = kernel
-        centred = np.roll(centred, [-(m // 2) for m in kernel.shape], axis=tuple(range(len(shape))))
-        otf = scipy.fft.rfftn(centred)
-        inverse = np.conj(otf) / (np.abs(otf) ** 2 + cfg.target.wiener)
+        centred = np.zeros(fast)  # the kernel's centre at fast // 2, as convolve.otf wants it
+        centred[tuple(slice(f // 2 - m // 2, f // 2 - m // 2 + m)
+                      for f, m in zip(fast, kernel.shape, strict=True))] = kernel
+        h = otf(centred)
+        inverse = np.conj(h) / (np.abs(h) ** 2 + np.float32(cfg.target.wiener))
         if len(_CACHE) > 8:
             _CACHE.clear()
-        _CACHE[key] = (fast, xp.asarray(inverse.astype(np.complex64)))
+        _CACHE[key] = (fast, xp.asarray(inverse))
     return _CACHE[key]
 
 
