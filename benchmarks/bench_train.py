@@ -32,13 +32,14 @@ CASES = {
 }
 
 
-def compute_rate(preset: str, shape: list[int], sets: list[str], steps: int, bf16: bool) -> float:
+def compute_rate(preset: str, shape: list[int], sets: list[str], steps: int, bf16: bool,
+                 layout: torch.memory_format | None = None) -> float:
     """Patches/s of restore.train's step (forward, loss, backward, AdamW) on fixed random
-    tensors (median step)."""
+    tensors (median step), in the layout training uses unless ``layout`` is given."""
     run = load_run(preset, None, sets)
     torch.manual_seed(0)
     model = build_model(run)
-    fmt = memory_format_for(model.cfg.ndim, cuda=False)  # the layout training uses
+    fmt = layout or memory_format_for(model.cfg.ndim)
     model = model.to(memory_format=fmt)
     opt = torch.optim.AdamW(model.parameters(), lr=4e-4, weight_decay=0)
     x, y = torch.randn(shape).to(memory_format=fmt), torch.randn(shape)
@@ -69,6 +70,8 @@ def main() -> None:
     ap.add_argument("--only", choices=sorted(CASES))
     ap.add_argument("--bf16", action="store_true", help="also time bfloat16 autocast (slow "
                     "without CPU bf16 units)")
+    ap.add_argument("--layouts", action="store_true", help="also time the contiguous layout "
+                    "(training uses channels-last: restore.train.memory_format_for)")
     ap.add_argument("--json")
     args = ap.parse_args()
     capability = torch.backends.cpu.get_cpu_capability()
@@ -80,6 +83,9 @@ def main() -> None:
              "compute_fp32": compute_rate(preset, shape, sets, args.steps, False)}
         if args.bf16:
             r["compute_bf16"] = compute_rate(preset, shape, sets, 2, True)
+        if args.layouts:
+            r["compute_fp32_contiguous"] = compute_rate(preset, shape, sets, args.steps, False,
+                                                        torch.contiguous_format)
         for workers in (0, 1):
             r[f"on_the_fly_w{workers}"] = on_the_fly(preset, sets, args.steps, workers)
         results.append(r)
@@ -90,6 +96,9 @@ def main() -> None:
         table.append(f"{r['case']:5s} {r['compute_fp32']:13.2f} {w0['patches_per_s']:8.2f} "
                      f"{w0['data_wait_fraction']:8.1%} {w1['patches_per_s']:8.2f} "
                      f"{w1['data_wait_fraction']:8.1%}")
+        if "compute_fp32_contiguous" in r:
+            table.append(f"{'':5s} contiguous layout: {r['compute_fp32_contiguous']:.2f} (channels-"
+                         f"last {r['compute_fp32'] / r['compute_fp32_contiguous']:.2f}× faster)")
     emit(results, table, args.json)
 
 if __name__ == "__main__":

@@ -166,7 +166,7 @@ def time_training(preset: str, steps: int, workers: int | None = None,
     kw = dict(batch_size=t.batch_size, patch=run.patch, patches_per_image=t.patches_per_image,
               jitter=t.jitter, threshold=t.foreground, augment=t.augment)
     ndim = model_ndim(run)
-    fmt = memory_format_for(ndim, cuda=True)
+    fmt = memory_format_for(ndim)
     loss_fn = losses.get(t.loss)
 
     def steps_from(batches, n: int) -> float:
