@@ -74,10 +74,6 @@ class TrainConfig(Settings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool | None = Field(None, description="bfloat16 autocast (default: on for CUDA)")
     seed: int = Field(0, ge=0, description="seed of the network's initial weights")
-    ema: float | None = Field(None, gt=0, lt=1, description="decay per step of an exponential "
-                              "moving average of the weights (e.g. 0.995: about the last 200 "
-                              "steps), which validation, the checkpoints and predict use; "
-                              "null: the trained weights (restore.ema)")
     refine: RefineConfig = RefineConfig()
 
     @model_validator(mode="after")

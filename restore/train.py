@@ -54,7 +54,6 @@ from .data import (
     validation_set,
 )
 from .device_batches import DeviceBatches, default_workers
-from .ema import WeightAverage
 from .metrics import psnr_from_mse
 from .unet import UNet, UNetConfig
 
@@ -254,7 +253,6 @@ class Session:
     elapsed: float = 0.0  # training seconds (validation and checkpoints not counted)
     group: ddp.Group | None = None  # the torchrun job this rank belongs to (None: one process)
     net: torch.nn.Module | None = None  # what a step trains through (the model, or its DDP)
-    ema: WeightAverage | None = None  # train.ema: the averaged weights (restore.ema)
 
     def __post_init__(self) -> None:
         t, cuda = self.run.train, self.device.type == "cuda"
@@ -271,9 +269,7 @@ class Session:
         if _without_budget(saved) != _without_budget(self.run.model_dump(mode="json")):
             raise SynthcareError(f"--resume: {self.out} was trained with another configuration "
                                  "(only train.steps and train.minutes may change)")
-        self.model.load_state_dict(ck.get("trained", ck["model"]))
-        if self.ema is not None:
-            self.ema.restore(ck["model"], ck)
+        self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["scheduler"])
         self.step, self.best, self.elapsed = ck["step"], ck["best_val"], ck["seconds"]
@@ -281,25 +277,18 @@ class Session:
     def checkpoint(self, name: str) -> None:
         if self.group is not None and not self.group.main:
             return  # rank 0 writes for the group
-        extra = {} if self.ema is None else {"trained": self.model.state_dict(), **self.ema.state()}
         save_checkpoint(self.out / name, {
-            "model": self.evaluated.state_dict(), **extra, "optimizer": self.opt.state_dict(),
+            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(), "step": self.step, "best_val": self.best,
             "seconds": self.elapsed, "unet": self.model.cfg.to_dict(),
             "run": self.run.model_dump(mode="json"),
             "pairs": str(self.pairs) if self.pairs is not None else None, "versions": versions()})
 
-    @property
-    def evaluated(self) -> torch.nn.Module:
-        """The network validation scores and checkpoints keep: the weight average, if any."""
-        return self.model if self.ema is None else self.ema.module
-
     def validate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         """Validation loss and PSNR (dB) on the fixed set."""
-        net = self.evaluated
-        net.eval()
+        self.model.eval()
         with torch.no_grad(), self.autocast:
-            pred = net(x.to(memory_format=self.memory_format)).float()
+            pred = self.model(x.to(memory_format=self.memory_format)).float()
         self.model.train()
         prob = self.model.cfg.probabilistic
         return float(self.loss_fn(pred, y)), psnr(losses.mean_of(pred, prob), y)
@@ -381,13 +370,11 @@ def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, r
             if main:
                 ensure_writable(out)
             s = Session(run, out, model, opt, sched, device, pairs, group=g)
-            s.model = s.model.to(memory_format=s.memory_format)
-            if run.train.ema is not None:
-                s.ema = WeightAverage(s.model, run.train.ema)
             if resume:
                 s.resume()
             if main:
                 atomic_write(out / "run.yaml", lambda p: run.to_yaml(p))
+            s.model = s.model.to(memory_format=s.memory_format)
             s.net = ddp.wrap(s.model, g, device)
             try:
                 summary = _loop(s, data, RunLog(out, resume) if main else RunLog.silent(),
@@ -433,8 +420,6 @@ def _loop(s: Session, data: TrainData, log: RunLog, progress: bool) -> dict:
             # no .item() per step: the GPU never waits for the host
             window = window + train_step(s.net or s.model, s.opt, s.loss_fn, x, y,
                                          autocast=s.autocast, lr=lr)
-            if s.ema is not None:
-                s.ema.update(s.model)
             s.step += 1
             window_steps += 1
             now = time.perf_counter()

@@ -20,7 +20,6 @@ from restore.data import (
     patch_indices,
     validation_set,
 )
-from restore.ema import WeightAverage
 from restore.train import ensure_trained, read_log, train, train_step
 from restore.unet import UNet, UNetConfig
 from simulate import SynthcareError, read_tiff, write_tiff
@@ -129,26 +128,6 @@ def test_loop_learns_a_fixed_batch():
     assert losses[-1] < losses[0] / 10
 
 
-def test_weight_average_follows_the_warmed_up_decay():
-    model = torch.nn.Linear(2, 1, bias=False)
-    with torch.no_grad():
-        model.weight.copy_(torch.tensor([[1.0, -2.0]]))
-    avg = WeightAverage(model, 0.5)
-    expected = model.weight.detach().clone()
-    for k, w in enumerate(([[3.0, 0.0]], [[0.0, 4.0]], [[-1.0, 1.0]], [[2.0, 2.0]])):
-        with torch.no_grad():
-            model.weight.copy_(torch.tensor(w))
-        avg.update(model)
-        d = min(0.5, (1 + k) / (10 + k))  # 0.1, 0.18, 0.25, 0.31: under the cap until k = 8
-        expected = d * expected + (1 - d) * torch.tensor(w)
-        assert torch.allclose(avg.module.weight, expected)
-    assert avg.updates == 4 and not avg.module.weight.requires_grad
-    with pytest.raises(ValueError, match=r"train\.ema"):
-        WeightAverage(model, 1.0)
-    with pytest.raises(SynthcareError, match="ema"):
-        _run("train.ema=1.5", "train.steps=1")
-
-
 def test_ensure_trained_reuses_a_finished_run_and_extends_a_shorter_one(tmp_path):
     assert ensure_trained(_run("train.steps=3", "train.val_every=100"), tmp_path / "r",
                           progress=False)["steps"] == 3
@@ -159,20 +138,11 @@ def test_ensure_trained_reuses_a_finished_run_and_extends_a_shorter_one(tmp_path
     assert longer["steps"] == 5 and [r["step"] for r in read_log(tmp_path / "r")] == [3, 5]
 
 
-@pytest.mark.parametrize("ema", [[], ["train.ema=0.9"]], ids=["weights", "ema"])
-def test_resume_reproduces_uninterrupted_run(tmp_path, ema):
-    full = train(_run("train.steps=6", "train.val_every=2", *ema), tmp_path / "full", progress=False)
-    part = train(_run("train.steps=4", "train.val_every=2", *ema), tmp_path / "part", progress=False)
+def test_resume_reproduces_uninterrupted_run(tmp_path):
+    full = train(_run("train.steps=6", "train.val_every=2"), tmp_path / "full", progress=False)
+    part = train(_run("train.steps=4", "train.val_every=2"), tmp_path / "part", progress=False)
     assert full["steps"] == 6 and part["steps"] == 4
-    train(_run("train.steps=6", "train.val_every=2", *ema), tmp_path / "part", resume=True,
-          progress=False)
-    if ema:  # the average is what predict loads; the trained weights are kept to resume
-        ck_full, ck_part = (torch.load(tmp_path / d / "last.pt", weights_only=False)
-                            for d in ("full", "part"))
-        for k, v in ck_full["model"].items():
-            assert torch.allclose(v, ck_part["model"][k], rtol=1e-5, atol=1e-7)
-            assert not torch.equal(v, ck_full["trained"][k])
-        assert ck_full["ema_updates"] == ck_part["ema_updates"] == 6
+    train(_run("train.steps=6", "train.val_every=2"), tmp_path / "part", resume=True, progress=False)
     a, b = read_log(tmp_path / "full"), read_log(tmp_path / "part")
     assert [r["step"] for r in b] == [2, 4, 6]
     for ra, rb in zip(a, b, strict=True):
