@@ -21,7 +21,8 @@ from common import emit
 
 from restore import losses
 from restore.config import load_run
-from restore.train import build_model, memory_format_for, train, train_step
+from restore.train import build_model, train, train_step
+from restore.unet import memory_format_for
 
 # the network and batch are pinned (not the presets', which quality tuning changes), so numbers
 # stay comparable across versions and with the CSBDeep runs of the README
@@ -71,7 +72,7 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="also time bfloat16 autocast (slow "
                     "without CPU bf16 units)")
     ap.add_argument("--layouts", action="store_true", help="also time the contiguous layout "
-                    "(training uses channels-last: restore.train.memory_format_for)")
+                    "(training uses channels-last: restore.unet.memory_format_for)")
     ap.add_argument("--json")
     args = ap.parse_args()
     capability = torch.backends.cpu.get_cpu_capability()

@@ -36,7 +36,8 @@ from restore import losses
 from restore.config import load_run
 from restore.data import SimulatedBatches, model_ndim
 from restore.device_batches import DeviceBatches, default_workers
-from restore.train import build_model, memory_format_for, train_step
+from restore.train import build_model, train_step
+from restore.unet import memory_format_for
 from simulate import (
     SimConfig,
     backend,

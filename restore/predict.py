@@ -23,7 +23,7 @@ from simulate.config import SimConfig
 
 from .normalize import Affine, percentile_affine
 from .prefilter import wiener
-from .unet import UNet
+from .unet import UNet, memory_format_for
 from .workflows import workflow
 
 # float32 bytes held per voxel per first-level filter during a forward pass (measured peak ~6 live
@@ -78,15 +78,10 @@ def _halo(model: UNet) -> int:
     return math.ceil(model.receptive_radius() / m) * m
 
 
-def _channels_last(ndim: int) -> torch.memory_format:
-    # bench_predict.py, 2 cores: 1.17x (2D, 1024²) and 1.27x (3D, 64×256²) over NCHW
-    return torch.channels_last if ndim == 2 else torch.channels_last_3d
-
-
 def _run(model: UNet, x: np.ndarray, device: torch.device, autocast) -> np.ndarray:
     with torch.no_grad(), autocast:
         t = torch.from_numpy(np.ascontiguousarray(x))[None, None].to(device)
-        t = t.to(memory_format=_channels_last(model.cfg.ndim))
+        t = t.to(memory_format=memory_format_for(model.cfg.ndim))
         return model(t)[0].float().contiguous().cpu().numpy()
 
 
@@ -151,7 +146,7 @@ def predict(model: UNet, image: np.ndarray, axes: str, tiles: str | Sequence[int
     if return_scale and not model.cfg.probabilistic:
         raise SynthcareError("return_scale needs a probabilistic model (train.loss = laplace)")
     dev = torch.device(device) if device else next(model.parameters()).device
-    model = model.to(dev).eval().to(memory_format=_channels_last(nd))
+    model = model.to(dev).eval().to(memory_format=memory_format_for(nd))
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if bf16 else torch.autocast(dev.type,
                                                                                            enabled=False)
     # bring to (batch..., spatial...) with the model's spatial axes last

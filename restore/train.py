@@ -55,7 +55,7 @@ from .data import (
 )
 from .device_batches import DeviceBatches, default_workers
 from .metrics import psnr_from_mse
-from .unet import UNet, UNetConfig
+from .unet import UNet, UNetConfig, memory_format_for
 
 LOG_FIELDS = ("step", "seconds", "train_loss", "val_loss", "val_psnr", "lr", "patches_per_s")
 
@@ -76,14 +76,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
-
-
-def memory_format_for(ndim: int) -> torch.memory_format:
-    """Tensor layout for training: channels-last, in 2D and 3D. On the CUDA device it feeds the
-    tensor cores; on this project's 2-core AVX-512 CPUs oneDNN's channels-last kernels also train
-    faster (``benchmarks/bench_train.py --layouts``): 2D 1.2–1.4× (kernel 3 and 5, batches of
-    8×64² and 16×128²), 3D 1.3×."""
-    return torch.channels_last_3d if ndim == 3 else torch.channels_last
 
 
 def build_model(run: RunConfig, ndim: int | None = None) -> UNet:
