@@ -1,6 +1,7 @@
 """Quality of every workflow against its best tuned classical baseline, on held-out data.
 
-    python benchmarks/quality.py [--minutes 10] [--n 6] [--seeds 3] [--only denoise2d,n2n] [--out DIR]
+    python benchmarks/quality.py [--minutes 10] [--n 6] [--seeds 3] [--only denoise2d,n2n]
+                                 [--run-seeds 1,2] [--out DIR]
 
 For each workflow preset and each of ``--seeds`` training seeds: train for ``--minutes`` on pairs
 simulated on the fly (seed k: the config's ``seed`` and ``train.seed`` both k, so the pairs and
@@ -9,9 +10,11 @@ interrupted benchmark resumes), evaluate on the same held-out cases for every se
 seed 0, never seen in training or validation), and write ``DIR/<workflow>[-s<k>].json``, a PNG
 panel (input | baseline | network | ground truth; XZ views for 3D), and at the end
 ``results.json`` and ``results.md`` (mean and min–max of the gain over the seeds, SSIM beside
-PSNR; a goal is met only when every seed's run meets it). Noise2Noise is also trained with
-clean targets (same network, loss and budget) to show how close it gets. Goals: +1.5 dB PSNR
-over the best baseline for denoise2d, +1.0 dB for every other workflow.
+PSNR; a goal is met only when every seed's run meets it). ``--run-seeds`` trains only those seeds
+and reports the others' scored runs where the folder holds them (a run split across sessions).
+Noise2Noise is also trained with clean targets (same network, loss and budget) to show how close
+it gets. Goals: +1.5 dB PSNR over the best baseline for denoise2d, +1.0 dB for every other
+workflow.
 """
 
 from __future__ import annotations
@@ -46,12 +49,12 @@ def run_workflow(name: str, minutes: float, n: int, out: Path, seed: int = 0) ->
     base = load_run(preset, None, extra)
     run = load_run(preset, None, [*extra, f"train.minutes={minutes}", "train.steps=null",
                                   *([f"seed={base.seed + seed}", f"train.seed={seed}"] if seed else [])])
-    tag = name if seed == 0 else f"{name}-s{seed}"
+    tag = run_tag(name, seed)
     run_dir = out / "runs" / tag
-    row_file = run_dir / "row.json"  # a finished, scored workflow is never redone
-    if row_file.exists():
-        print(f"{tag}: reusing the scored run in {run_dir}")
-        return json.loads(row_file.read_text())
+    scored = scored_row(out, tag)  # a finished, scored workflow is never redone
+    if scored is not None:
+        print(f"{tag}: reusing its scored row")
+        return scored
     if ensure_trained(run, run_dir) is None:
         print(f"{tag}: reusing the finished model in {run_dir}")
     log = read_log(run_dir)
@@ -70,8 +73,23 @@ def run_workflow(name: str, minutes: float, n: int, out: Path, seed: int = 0) ->
            "train_minutes": log[-1]["seconds"] / 60, "eval_seconds": time.perf_counter() - t0,
            "n_eval": n, "best_baseline": best, "scores": result, "gain_db": gain, "goal_db": goal,
            "goal_met": None if goal is None else gain >= goal}
-    row_file.write_text(json.dumps(row, indent=1))
+    (out / "rows").mkdir(exist_ok=True)
+    (out / "rows" / f"{tag}.json").write_text(json.dumps(row, indent=1))
     return row
+
+
+def run_tag(name: str, seed: int) -> str:
+    """The name of one run: the workflow, and ``-s<k>`` for training seeds other than 0."""
+    return name if seed == 0 else f"{name}-s{seed}"
+
+
+def scored_row(out: Path, tag: str) -> dict | None:
+    """A finished run's row: ``DIR/rows/<tag>.json`` (small, kept in git, so a benchmark can
+    resume in another session without the models), or the older ``DIR/runs/<tag>/row.json``."""
+    for path in (out / "rows" / f"{tag}.json", out / "runs" / tag / "row.json"):
+        if path.exists():
+            return json.loads(path.read_text())
+    return None
 
 
 def summary_line(runs: list[dict]) -> str:
@@ -98,10 +116,20 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=6, help="held-out pairs per workflow")
     ap.add_argument("--seeds", type=int, default=1, help="training seeds per workflow (0 … S−1)")
     ap.add_argument("--only", help="comma-separated workflows")
+    ap.add_argument("--run-seeds", help="comma-separated seeds to train (default: all of 0 … S−1)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "quality"))
     args = ap.parse_args()
     if args.seeds < 1:
         ap.error(f"--seeds must be at least 1, got {args.seeds}")
+    run_seeds = set(range(args.seeds))
+    if args.run_seeds:
+        try:
+            run_seeds = {int(k) for k in args.run_seeds.split(",")}
+        except ValueError:
+            ap.error(f"--run-seeds takes comma-separated integers, got {args.run_seeds!r}")
+        if not run_seeds <= set(range(args.seeds)):
+            ap.error(f"--run-seeds must lie in 0 … {args.seeds - 1} (--seeds {args.seeds}), "
+                     f"got {sorted(run_seeds)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = args.only.split(",") if args.only else list(WORKFLOWS)
@@ -114,11 +142,10 @@ def main() -> None:
     for name in WORKFLOWS:  # the report keeps the other workflows' scored rows (--only reruns some)
         runs = []
         for seed in range(args.seeds):
-            scored = out / "runs" / (name if seed == 0 else f"{name}-s{seed}") / "row.json"
-            if name in names:
+            if name in names and seed in run_seeds:
                 runs.append(run_workflow(name, args.minutes, args.n, out, seed))
-            elif scored.exists():
-                runs.append(json.loads(scored.read_text()))
+            elif (scored := scored_row(out, run_tag(name, seed))) is not None:
+                runs.append(scored)
         if runs:
             rows += runs
             md.append(summary_line(runs))
