@@ -6,7 +6,7 @@ Issue 12's requirement: gain within 5 % and read noise within 10 % over gains 0.
 read noise 2–10 e⁻, on structured images with some background. Each case simulates 512×256
 images (nuclei and mitochondria on a background of 20 % of the peak, widefield NA 0.8, 60
 photons at the peak, offset 100 ADU, 16 bits) with the given camera and runs
-:func:`simulate.fit.fit_camera` without the offset. Prints JSON rows and a table of the worst
+:func:`simulate.fit_noise.fit_camera` without the offset. Prints JSON rows and a table of the worst
 relative errors over the seeds.
 """
 
@@ -19,7 +19,7 @@ from common import emit
 
 from simulate import SimConfig, simulate_pair
 from simulate.config import CameraConfig
-from simulate.fit import fit_camera
+from simulate.fit_noise import fit_camera
 
 GAINS = (0.5, 1.0, 2.0, 5.0)
 READS = (2.0, 5.0, 10.0)

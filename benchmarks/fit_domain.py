@@ -26,7 +26,7 @@ from restore.checkpoints import load_model
 from restore.data import TEST_OFFSET
 from restore.metrics import scores
 from restore.predict import predict
-from simulate.fit import fit_camera
+from simulate.fit_noise import fit_camera
 from simulate.pairs import simulate_pair
 
 METHODS = ("input", "gaussian", "vst+bm3d", "network")

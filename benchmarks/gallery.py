@@ -3,7 +3,7 @@
     python benchmarks/gallery.py [--out benchmarks/results/gallery.png]
 
 Widefield NA 0.8 (air), 0.2 µm pixels, 30 photons at the peak; each type at its library
-candidate's settings (``simulate.fit.CANDIDATES``), plus the generalist mixture preset.
+candidate's settings (``simulate.fit_sample.CANDIDATES``), plus the generalist mixture preset.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from simulate import SimConfig, simulate_pair
-from simulate.fit import CANDIDATES, candidate_sample
+from simulate.fit_sample import CANDIDATES, candidate_sample
 
 
 def main() -> None:

@@ -42,7 +42,8 @@ from restore.config import RunConfig
 from restore.metrics import scores
 from restore.predict import predict
 from restore.train import ensure_trained, read_log
-from simulate.fit import check_image, fit_camera, fit_image, plot_fit
+from simulate.fit import check_image, fit_image, plot_fit
+from simulate.fit_noise import fit_camera
 from simulate.tiff import read_image
 
 LOW = re.compile(r"raw|single|low|noisy", re.I)

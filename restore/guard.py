@@ -6,12 +6,12 @@ against the forward model the network was trained with (its run configuration):
 
 **in distribution** — does the input look like the training inputs?
 
-* its noise: the variance-versus-mean slope (:func:`simulate.fit.noise_line`) must match the
+* its noise: the variance-versus-mean slope (:func:`simulate.fit_noise.noise_line`) must match the
   model's camera (gain × EM gain × excess noise) within ``NOISE_TOLERANCE``;
 * its photon level: the peak above background, in the camera's photons, within a factor
   ``PHOTON_FACTOR`` of the range the simulated training inputs span;
 * its structure: its features (signal spectrum, intensity quantiles, object morphology;
-  :func:`simulate.fit.features`) against those of simulated training inputs, as an rms z-score
+  :func:`simulate.fit_sample.features`) against those of simulated training inputs, as an rms z-score
   over the features (each scaled by its spread among 8 training inputs, with a floor), at most
   ``STRUCTURE_Z``.
 
@@ -34,12 +34,8 @@ from typing import Any
 import numpy as np
 
 from simulate import Camera, SimConfig, simulate_pair
-from simulate.fit import (
-    features,
-    intensity_stats,
-    noise_line,
-    sim_variance,
-)
+from simulate.fit_noise import noise_line
+from simulate.fit_sample import features, intensity_stats, sim_variance
 
 from .workflows import WORKFLOWS, workflow
 
@@ -61,7 +57,7 @@ def _electrons(image: np.ndarray, cam) -> np.ndarray:
     return Camera.from_config(cam).photons_from_expected(image).astype(np.float64)
 
 
-_MORPH_FLOOR = np.full(15, 0.3)  # 5 statistics × 3 levels of simulate.fit.morphology
+_MORPH_FLOOR = np.full(15, 0.3)  # 5 statistics × 3 levels of simulate.fit_sample.morphology
 
 
 def _level(e: np.ndarray) -> float:
@@ -71,7 +67,7 @@ def _level(e: np.ndarray) -> float:
 
 
 def _vector(e: np.ndarray, var) -> np.ndarray:
-    """The structure features of an image (:func:`simulate.fit.features`) as one vector: log
+    """The structure features of an image (:func:`simulate.fit_sample.features`) as one vector: log
     signal spectrum (0 where noise hides it), intensity quantiles, object morphology."""
     spec, quantiles, morph = features(e, var, 0.5)
     return np.concatenate([np.nan_to_num(spec, nan=0.0), quantiles, morph])

@@ -8,19 +8,16 @@ import yaml
 from restore.cli import main
 from simulate import Camera, SimConfig, SynthcareError, simulate_pair, write_tiff
 from simulate import fit as fit_mod
-from simulate.fit import (
-    Fit,
-    check_image,
+from simulate.fit import Fit, check_image
+from simulate.fit_noise import (
     electrons,
     fit_camera,
-    fit_cutoff,
-    intensity_stats,
     multiplier_spread,
     noise_line,
     offset_at_skewness,
-    rank_samples,
-    sim_variance,
 )
+from simulate.fit_optics import fit_cutoff
+from simulate.fit_sample import intensity_stats, rank_samples, sim_variance
 
 
 def _cfg(**over) -> SimConfig:
