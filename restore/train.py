@@ -41,19 +41,9 @@ from simulate.paths import check_output_folder, folder_lock
 from . import ddp, losses, refine
 from .checkpoints import CHECKPOINTS, load_checkpoint, save_checkpoint
 from .config import RunConfig
-from .data import (
-    BatchStream,
-    FolderPairs,
-    MixedBatches,
-    SimulatedBatches,
-    ZarrPairs,
-    model_ndim,
-    npz_pairs,
-    pair_files,
-    read_pair_files,
-    validation_set,
-)
+from .data import BatchStream, MixedBatches, SimulatedBatches, model_ndim, validation_set
 from .device_batches import DeviceBatches, default_workers
+from .diskpairs import FolderPairs, ZarrPairs, npz_pairs, pair_files, read_pair_files
 from .metrics import psnr_from_mse
 from .unet import UNet, UNetConfig, memory_format_for
 
@@ -137,7 +127,7 @@ class TrainData:
 
 def folder_data(run: RunConfig, pairs: str | Path) -> TrainData:
     """Batches from pairs on disk: a folder of low/GT TIFFs, a CSBDeep training-data ``.npz``,
-    or an OME-Zarr dataset (read lazily, :class:`restore.data.ZarrPairs`); the last tenth of the
+    or an OME-Zarr dataset (read lazily, :class:`restore.diskpairs.ZarrPairs`); the last tenth of the
     images (or patches) validates."""
     from simulate.omezarr import is_zarr
 

@@ -129,7 +129,7 @@ def test_an_unreachable_scheduler_is_one_line():
 
 def test_training_reads_a_zarr_dataset_lazily(tmp_path, recorder):
     from restore.config import load_run
-    from restore.data import ZarrPairs
+    from restore.diskpairs import ZarrPairs
     from restore.normalize import percentile_affine
     from restore.train import folder_data, read_log, train
 

@@ -12,7 +12,6 @@ from restore.cli import main
 from restore.config import load_run
 from restore.data import (
     BatchStream,
-    FolderPairs,
     PatchDraws,
     SimulatedBatches,
     crop_patches,
@@ -20,6 +19,7 @@ from restore.data import (
     patch_indices,
     validation_set,
 )
+from restore.diskpairs import FolderPairs
 from restore.train import ensure_trained, read_log, train, train_step
 from restore.unet import UNet, UNetConfig
 from simulate import SynthcareError, read_tiff, write_tiff
