@@ -18,7 +18,8 @@ against the forward model the network was trained with (its run configuration):
 **output consistent** — does the output explain the input? For denoising the input is the output
 recorded by the camera, so the residual (input − output) divided by the noise the camera model
 predicts at the output must be white unit-variance noise: its mean square near 1 overall, no
-32×32 block far above it, and no correlation between neighbours.
+32×32 block far above it, and no correlation between neighbours beyond the camera's own
+(``camera.correlation``).
 Painting structure that is not there, or smoothing away structure that is, leaves structure in
 the residual.
 
@@ -139,14 +140,18 @@ def output_consistent(image: np.ndarray, restored: np.ndarray,
     rho = [float(np.corrcoef(z[:, :-1].ravel(), z[:, 1:].ravel())[0, 1]),
            float(np.corrcoef(z[:-1].ravel(), z[1:].ravel())[0, 1])]
     stats["neighbour_correlation"] = rho
+    # the camera's own noise correlates neighbours by its correlation (y, x): only the excess
+    # over it is structure
+    excess = [rho[0] - c.correlation[1], rho[1] - c.correlation[0]]
     if not 1 / 1.3 <= ms <= 1.3:
         reasons.append(f"residual: input − output has {ms:.2f}× the variance the camera explains")
     if bad > 0:
         reasons.append(f"residual: in {100 * bad:.0f}% of the {BLOCK}×{BLOCK} blocks input − output "
                        "is far more than the camera's noise (structure added or removed there)")
-    if max(abs(r) for r in rho) > WHITE_CORRELATION:
+    if max(abs(r) for r in excess) > WHITE_CORRELATION:
         reasons.append(f"residual: neighbouring pixels of input − output correlate "
-                       f"({max(rho, key=abs):+.2f}): it holds structure, not only noise")
+                       f"({max(excess, key=abs):+.2f} beyond the camera's noise): it holds "
+                       "structure, not only noise")
     return not reasons, reasons, stats
 
 

@@ -13,6 +13,11 @@ Stages, in the order the physics happens:
    gain);
 4. conversion ``gain`` (ADU/e⁻) and ``offset`` (ADU), rounding to integer ADU and clipping to
    ``[0, 2^bits − 1]`` (saturation).
+5. optional correlation of the noise between neighbouring pixels, ``correlation`` = (ρ_y, ρ_x),
+   as read-out electronics make it (a scanning detector's bandwidth along its line, an
+   amplifier's undershoot): the frame's noise (the frame minus its per-pixel mean) passes
+   through the filter [c, 1, c] / √(1 + 2c²) along each axis, 2c / (1 + 2c²) = ρ, which keeps
+   its variance and gives neighbours the correlation ρ; then rounding and clipping again.
 
 A photon-counting detector (``photon_counting=True``) outputs the detected electrons themselves:
 no read noise, gain or offset. ``gain``, ``offset`` and ``read_noise`` may be per-pixel maps
@@ -31,7 +36,7 @@ import numba
 import numpy as np
 
 from .backend import array_module, to_host
-from .config import CameraConfig
+from .config import MAX_CORRELATION, CameraConfig
 from .errors import SynthcareError
 from .kernels import pixel_adu
 from .rng import key_from as rng_key
@@ -88,6 +93,8 @@ class Camera:
         between pixels, Poisson in time).
     photon_counting : output detected electrons directly (no read noise, gain or offset).
     pattern_seed : seed of the fixed pattern (which pixels are hot).
+    correlation : (ρ_y, ρ_x), correlation of the noise between neighbouring pixels along y and
+        x, each in [−0.4, 0.4] (stage 5 above).
     """
 
     qe: float = _DEFAULTS["qe"]
@@ -102,12 +109,18 @@ class Camera:
     hot_level: float = _DEFAULTS["hot_level"]
     photon_counting: bool = _DEFAULTS["photon_counting"]
     pattern_seed: int = _DEFAULTS["pattern_seed"]
+    correlation: tuple[float, float] = _DEFAULTS["correlation"]
     _hot_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if f.init and getattr(self, f.name) is not None:
+            if f.init and f.name != "correlation" and getattr(self, f.name) is not None:
                 _check(f.name, getattr(self, f.name))  # None: no EM register, no clipping
+        rho = tuple(float(r) for r in np.ravel(self.correlation))
+        if len(rho) != 2 or not all(abs(r) <= MAX_CORRELATION for r in rho):
+            raise SynthcareError(f"camera correlation must be two values (y, x), each in "
+                                 f"[-{MAX_CORRELATION}, {MAX_CORRELATION}], got {self.correlation}")
+        object.__setattr__(self, "correlation", rho)
 
     @classmethod
     def from_config(cls, cfg, maps: dict[str, np.ndarray] | None = None) -> Camera:
@@ -194,7 +207,8 @@ class Camera:
         keys = np.array([rng_key(r) for r in rngs], np.uint64)
         args = (float(self.qe), float(self.dark), 0.0 if self.em_gain is None else float(self.em_gain),
                 float(self.em_spread), bool(self.photon_counting),
-                np.inf if self.bits is None else 2.0 ** int(self.bits) - 1)
+                np.inf if self.bits is None else 2.0 ** int(self.bits) - 1,
+                not any(self.correlation))  # a correlated frame is quantised after its filter
         out = xp.empty(frames.shape, xp.float32)
         if xp is np:
             _capture(frames, *maps, *args, keys, out)
@@ -202,7 +216,35 @@ class Camera:
             from .camera_cuda import capture_cuda
 
             capture_cuda(frames, *maps, *args, keys, out)
+        if any(self.correlation) and s.ndim >= 2:
+            out = self._correlate(frames, out, maps[0], maps[2], maps[3], args[-2])
         return out.reshape(s.shape)
+
+    def _correlate(self, photons, adu, hot, gain, offset, top: float):
+        """Stage 5: the frames' noise (``adu``, analogue, minus its per-pixel mean for
+        ``photons``) filtered by [c, 1, c] / √(1 + 2c²) along each axis with a nonzero
+        correlation, then rounded and clipped (the converter comes after the electronics that
+        correlate: rounding first would erase most of a small correlation). Frames are
+        (..., ny, nx); the filter wraps around a frame's edges (every pixel keeps its
+        variance). numpy or cupy."""
+        xp = array_module(adu)
+        e = self._em * (self.qe * photons.astype(xp.float64) + self.dark + xp.asarray(hot))
+        mean = e if self.photon_counting else xp.asarray(gain) * e + xp.asarray(offset)
+        noise = adu - mean
+        for axis, rho in zip((-2, -1), self.correlation, strict=True):
+            if rho:
+                c = neighbour_tap(rho)
+                noise = (noise + c * (xp.roll(noise, 1, axis) + xp.roll(noise, -1, axis))) / np.sqrt(
+                    1 + 2 * c * c)
+        return xp.clip(xp.rint(mean + noise), 0, top).astype(xp.float32)
+
+
+def neighbour_tap(rho: float) -> float:
+    """The side tap c of the filter [c, 1, c] that gives white noise the neighbour correlation
+    ``rho``: 2c / (1 + 2c²) = ρ, the root with |c| < 1/√2 (|ρ| ≤ 1/√2)."""
+    if rho == 0:
+        return 0.0
+    return float((1 - np.sqrt(1 - 2 * rho * rho)) / (2 * rho))
 
 
 @functools.lru_cache(maxsize=4)
@@ -224,7 +266,7 @@ def load_maps(path: str) -> dict[str, np.ndarray]:
 
 @numba.njit(parallel=True, cache=True)
 def _capture(photons, hot, read_noise, gain, offset, qe, dark, em_gain, em_spread, counting, top,
-             keys, out):  # pragma: no cover - numba
+             quantise, keys, out):  # pragma: no cover - numba
     nb, nf, ny, nx = photons.shape
     for row in numba.prange(nb * nf * ny):
         b = row // (nf * ny)
@@ -234,4 +276,4 @@ def _capture(photons, hot, read_noise, gain, offset, qe, dark, em_gain, em_sprea
         for x in range(nx):
             out[b, f, y, x] = pixel_adu(photons[b, f, y, x], local * nx + x, qe, dark, hot[y, x],
                                         em_gain, em_spread, read_noise[y, x], gain[y, x], offset[y, x],
-                                        counting, top, keys[b, 0], keys[b, 1])
+                                        counting, top, quantise, keys[b, 0], keys[b, 1])

@@ -24,7 +24,7 @@ _THREADS = 256
 
 @cuda.jit
 def _capture_kernel(photons, hot, read_noise, gain, offset, qe, dark, em_gain, em_spread, counting,
-                    top, keys, out):  # pragma: no cover - CUDA
+                    top, quantise, keys, out):  # pragma: no cover - CUDA
     i = cuda.grid(1)
     nb, nf, ny, nx = photons.shape
     if i >= nb * nf * ny * nx:
@@ -37,12 +37,12 @@ def _capture_kernel(photons, hot, read_noise, gain, offset, qe, dark, em_gain, e
     f = local // ny
     out[b, f, y, x] = pixel_adu(photons[b, f, y, x], local * nx + x, qe, dark, hot[y, x], em_gain,
                                 em_spread, read_noise[y, x], gain[y, x], offset[y, x], counting, top,
-                                keys[b, 0], keys[b, 1])
+                                quantise, keys[b, 0], keys[b, 1])
 
 
 def capture_cuda(frames, hot: np.ndarray, read_noise: np.ndarray, gain: np.ndarray,
                  offset: np.ndarray, qe: float, dark: float, em_gain: float, em_spread: float,
-                 counting: bool, top: float, keys: np.ndarray, out) -> None:
+                 counting: bool, top: float, quantise: bool, keys: np.ndarray, out) -> None:
     """Fill ``out`` (device array (nb, nf, ny, nx) float32) with the exposure of ``frames``
     (same shape, photons); maps are (ny, nx) float64 host arrays, ``keys`` (nb, 2) uint64.
     Arguments as :func:`simulate.camera._capture`. Device arrays are cupy or numba arrays."""
@@ -50,4 +50,5 @@ def capture_cuda(frames, hot: np.ndarray, read_noise: np.ndarray, gain: np.ndarr
     n = int(np.prod(frames.shape))
     _capture_kernel[math.ceil(n / _THREADS), _THREADS](kernel_array(frames), *maps, qe, dark,
                                                         em_gain, em_spread, counting, top,
-                                                        cuda.to_device(keys), kernel_array(out))
+                                                        quantise, cuda.to_device(keys),
+                                                        kernel_array(out))

@@ -299,6 +299,9 @@ class SamplingConfig(Settings):
                                  "(default: 4 λ/NA, at least 1 µm)")
 
 
+MAX_CORRELATION = 0.4  # neighbour correlation of the camera's noise, either sign
+
+
 class CameraConfig(Settings):
     """Photon budget and camera (see :class:`simulate.camera.Camera`)."""
 
@@ -321,6 +324,17 @@ class CameraConfig(Settings):
     pattern_seed: int = Field(0, ge=0, description="seed of the camera's fixed pattern (hot pixels)")
     maps: str | None = Field(None, description="sCMOS per-pixel maps: an .npz with any of 'gain', "
                              "'offset', 'read_noise', each (ny, nx) like the detector")
+    correlation: tuple[float, float] = Field(
+        (0.0, 0.0), description="correlation of the noise between neighbouring pixels along (y, x), "
+        "each in [-0.4, 0.4]: read-out electronics make it (a scanning detector's bandwidth along "
+        "its line, an amplifier's undershoot); synthcare fit measures it")
+
+    @field_validator("correlation")
+    @classmethod
+    def _correlation_ok(cls, rho: tuple[float, float]) -> tuple[float, float]:
+        if not all(abs(r) <= MAX_CORRELATION for r in rho):
+            raise ValueError(f"each must be in [-{MAX_CORRELATION}, {MAX_CORRELATION}], got {rho}")
+        return rho
 
     @property
     def excess(self) -> float:

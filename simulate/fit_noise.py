@@ -17,9 +17,12 @@ import numpy as np
 from scipy import ndimage
 
 from .calibrate import AMPLIFIED_GAIN, KERNEL_K3, local_samples, plausible_offset
+from .camera import neighbour_tap
+from .config import MAX_CORRELATION
 from .errors import SynthcareError
 
 EM_GAIN = 100.0  # EM gain of the simulated register: large enough for continuous output
+MIN_CORRELATION = 0.01  # a smaller neighbour correlation of the noise is not simulated
 NOISE_BAND = 0.3  # cycles/pixel: frequencies above this (in x or y) carry noise, little signal
 
 
@@ -96,16 +99,56 @@ def _group_moments(r: np.ndarray, key: np.ndarray, mean: np.ndarray, n_bins: int
     return np.array(rows)
 
 
-def noise_line(image: np.ndarray, band: float = NOISE_BAND, n_bins: int = 24) -> NoiseLine:
+def noise_correlation(image: np.ndarray, band: float = NOISE_BAND) -> tuple[tuple[float, float],
+                                                                              tuple[float, float]]:
+    """Correlation of an image's noise between neighbouring pixels along (y, x) and its standard
+    errors, from its power spectrum where the other axis's frequency exceeds ``band`` (there the
+    blurred signal has little power): noise whose neighbours correlate by ρ has the spectrum
+    1 + 2ρ cos 2πk (+ higher harmonics, orthogonal to it), so ρ is half the regression slope of
+    the power on cos 2πk over the mean power."""
+    p = np.abs(np.fft.fft2(image) - border_spectrum(image)) ** 2
+    ky, kx = np.fft.fftfreq(image.shape[0])[:, None], np.fft.fftfreq(image.shape[1])[None, :]
+    rho, se = [], []
+    for along, other in ((ky, kx), (kx, ky)):
+        sel = np.broadcast_to(np.abs(other) > band, p.shape)
+        c = np.broadcast_to(np.cos(2 * np.pi * along), p.shape)[sel]
+        v = p[sel]
+        c0 = c - c.mean()
+        slope = float(np.sum(c0 * v) / np.sum(c0**2))
+        resid = v - v.mean() - slope * c0
+        slope_se = float(np.sqrt(np.sum(resid**2) / (v.size - 2) / np.sum(c0**2)))
+        mean = float(v.mean())
+        rho.append(slope / (2 * mean))
+        se.append(slope_se / (2 * mean))
+    return (rho[0], rho[1]), (se[0], se[1])
+
+
+def correlation_spectrum(shape: tuple[int, int], correlation: tuple[float, float]) -> np.ndarray:
+    """The transfer function of the camera's noise filter (:meth:`simulate.camera.Camera`,
+    stage 5) on an FFT grid of ``shape``: Π over axes of (1 + 2c cos 2πk) / √(1 + 2c²)."""
+    out = np.ones(shape)
+    for axis, rho in enumerate(correlation):
+        c = neighbour_tap(rho)
+        k = np.fft.fftfreq(shape[axis]).reshape([-1 if a == axis else 1 for a in range(2)])
+        out = out * (1 + 2 * c * np.cos(2 * np.pi * k)) / np.sqrt(1 + 2 * c * c)
+    return out
+
+
+def noise_line(image: np.ndarray, band: float = NOISE_BAND, n_bins: int = 24,
+               correlation: tuple[float, float] = (0.0, 0.0)) -> NoiseLine:
     """The image's noise against its local mean, from the part of its spectrum beyond ``band``
     cycles/pixel (in x or y), where a microscope's blurred signal has little power and white
     noise keeps a known fraction of its variance (and third cumulant). Unlike the flat-region
     method of :mod:`simulate.calibrate`, it uses every pixel, bright structure included, so the
-    line spans the image's whole intensity range."""
+    line spans the image's whole intensity range. Noise whose neighbours correlate
+    (``correlation`` along (y, x), :func:`noise_correlation`) keeps another fraction: the
+    high-pass kernel is then taken through the camera's correlation filter."""
     ky = np.abs(np.fft.fftfreq(image.shape[0]))[:, None]
     kx = np.abs(np.fft.fftfreq(image.shape[1]))[None, :]
     keep = (ky > band) | (kx > band)
-    h = np.real(np.fft.ifft2(keep.astype(float)))  # the high-pass kernel (circular)
+    # the high-pass kernel (circular), through the noise's correlation filter: white noise
+    # filtered by both is the residual
+    h = np.real(np.fft.ifft2(keep * correlation_spectrum(image.shape, correlation)))
     k2, k3 = float(np.sum(h**2)), float(np.sum(h**3))
     spectrum = np.fft.fft2(image)
     r = np.real(np.fft.ifft2((spectrum - border_spectrum(image)) * keep))
@@ -156,7 +199,11 @@ def fit_camera(image: np.ndarray, *, offset: float | None = None, dark: np.ndarr
     (:func:`offset_at_skewness`), kept within what the data allow (between the variance
     line's zero and the darkest regions' mean), else :func:`simulate.calibrate.plausible_offset`
     between those bounds. The read noise then follows from the darkest regions' variance."""
-    line = noise_line(image)
+    measured, rho_se = noise_correlation(image)
+    rho = tuple(float(np.clip(round(r, 3), -MAX_CORRELATION, MAX_CORRELATION))
+                if abs(r) >= max(MIN_CORRELATION, 3 * e) else 0.0
+                for r, e in zip(measured, rho_se, strict=True))
+    line = noise_line(image, correlation=rho)
     slope = line.slope
     m0, v0 = float(line.bins[0, 0]), float(line.bins[0, 1])
     skewness, skewness_se = line.skewness()  # 1 for Poisson counts, 1.5 behind an EM register
@@ -193,6 +240,11 @@ def fit_camera(image: np.ndarray, *, offset: float | None = None, dark: np.ndarr
         cam.update(gain=round(slope, 5), read_noise=round(read_noise, 4))
     report.append(f"gain {slope:.4g} ADU/e⁻ (effective: variance / mean), read noise "
                   f"{read_noise:.3g} e⁻ ({math.sqrt(read_adu2):.3g} ADU)")
+    if any(rho):
+        cam["correlation"] = list(rho)
+    shown = ", ".join(f"{r:+.3f} ± {e:.3f}" for r, e in zip(measured, rho_se, strict=True))
+    report.append(f"noise correlation between neighbours: y {rho[0]:+.3g}, x {rho[1]:+.3g} "
+                  f"(measured {shown}; below {MIN_CORRELATION} or 3 standard errors: 0)")
     return cam, report, line
 
 

@@ -23,8 +23,10 @@ from .rng import gamma, normal, poisson
 # --- camera ----------------------------------------------------------------------------------
 @numba.njit(inline="always")
 def pixel_adu(photons, stream, qe, dark, hot, em_gain, em_spread, read_noise, gain, offset, counting,
-              top, k0, k1):  # pragma: no cover - numba
-    """One pixel's exposure from its own random ``stream`` under key (k0, k1) (CPU and CUDA)."""
+              top, quantise, k0, k1):  # pragma: no cover - numba
+    """One pixel's exposure from its own random ``stream`` under key (k0, k1) (CPU and CUDA):
+    integer ADU clipped to [0, top], or the analogue value (``quantise`` False: the camera
+    correlates its noise before the converter)."""
     e, draw = poisson(qe * photons + dark + hot, stream, 0, k0, k1)
     if em_gain > 0.0 and e > 0.0:
         # Gamma(n/c², c²·G): n electrons' multiplied output, each with relative variance c²
@@ -36,6 +38,8 @@ def pixel_adu(photons, stream, qe, dark, hot, em_gain, em_spread, read_noise, ga
     else:
         r, draw = normal(stream, draw, k0, k1)
         adu = gain * (e + read_noise * r) + offset
+    if not quantise:
+        return adu
     adu = math.floor(adu + 0.5)
     # clipped with if/else: numba's built-in CUDA target cannot type min/max of two scalars
     if adu < 0.0:

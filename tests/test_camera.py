@@ -1,4 +1,5 @@
-"""Camera statistics: Poisson-Gaussian, EM gain, quantisation, saturation, fixed pattern."""
+"""Camera statistics: Poisson-Gaussian, EM gain, quantisation, saturation, fixed pattern,
+neighbour correlation of the noise."""
 
 from __future__ import annotations
 
@@ -124,3 +125,40 @@ def test_photons_that_are_not_finite_and_non_negative_are_refused(bad):
     photons[2, 1] = bad
     with pytest.raises(SynthcareError, match="finite and non-negative"):
         Camera().capture(photons, np.random.default_rng(0))
+
+
+def _neighbour_correlation(img: np.ndarray, axis: int) -> float:
+    d = img - img.mean()
+    return float(np.mean(d * np.roll(d, 1, axis)) / np.mean(d * d))
+
+
+@pytest.mark.parametrize("rho", [(0.0, -0.05), (0.15, 0.3)])
+def test_noise_correlation_between_neighbours_keeps_mean_and_variance(rho):
+    qe, gain, offset, read, s = 0.8, 2.0, 100.0, 2.0, 20.0
+    cam = Camera(qe=qe, gain=gain, offset=offset, read_noise=read, correlation=rho)
+    img = cam.capture(np.full(FLAT, s), np.random.default_rng(4)).astype(np.float64)
+    assert img.mean() == pytest.approx(gain * qe * s + offset, rel=0.005)
+    assert img.var() == pytest.approx(gain**2 * (qe * s + read**2) + 1 / 12, rel=0.02)
+    # the estimate's standard error is 0.001 on 10^6 pixels; c = ρ/2 would miss 0.3 by 0.013
+    assert _neighbour_correlation(img, 0) == pytest.approx(rho[0], abs=0.005)
+    assert _neighbour_correlation(img, 1) == pytest.approx(rho[1], abs=0.005)
+    assert np.array_equal(img, np.rint(img))
+
+
+def test_noise_correlation_does_not_blur_the_signal():
+    # only the noise is filtered: column means follow a sharp edge exactly
+    photons = np.full(FLAT, 5.0)
+    photons[:, 500:] = 50.0
+    cam = Camera(qe=0.8, gain=2.0, offset=100, read_noise=2.0, correlation=(0.0, 0.3))
+    cols = cam.capture(photons, np.random.default_rng(5)).astype(np.float64).mean(axis=0)
+    want = cam.expected(photons)[0].astype(np.float64)
+    assert np.max(np.abs(cols - want)) < 2.5  # column means' sd 0.45 ADU; a blur shifts ~11
+
+
+def test_noise_correlation_out_of_range_is_refused():
+    with pytest.raises(SynthcareError, match="correlation"):
+        Camera(correlation=(0.0, 0.5))
+    from simulate.config import SimConfig
+
+    with pytest.raises(SynthcareError, match=r"camera\.correlation: each must be in \[-0\.4, 0\.4\]"):
+        SimConfig.from_dict({"camera": {"correlation": [0.0, -0.6]}})

@@ -81,6 +81,20 @@ def test_pmt_like_multiplier_gets_its_pulse_height_spread():
         assert 0.02 <= cam["em_spread"] < 1.0 and "PMT" in " ".join(report)
 
 
+@pytest.mark.parametrize("rho", [(0.0, -0.05), (0.2, 0.0), (0.0, 0.0)])
+def test_fit_camera_measures_the_noise_correlation_and_keeps_the_gain(rho):
+    # read-out electronics correlate neighbours (a real EMCCD frame: -0.05 along x, a confocal
+    # PMT frame +0.055): fit measures it and the gain stays right (at 0.2 the band the noise
+    # line sees holds ~10 % less noise power than white noise of the same variance)
+    cfg = _cfg(camera={"gain": 2.0, "read_noise": 3.0, "correlation": list(rho)})
+    img = np.concatenate([simulate_pair(cfg, 0, i).input for i in range(2)]).astype(np.float64)
+    cam, report, _ = fit_camera(img)
+    got = cam.get("correlation", [0.0, 0.0])
+    assert got == pytest.approx(list(rho), abs=0.015)
+    assert cam["gain"] == pytest.approx(2.0, rel=0.05)
+    assert any("noise correlation" in r for r in report)
+
+
 def test_multiplier_spread_from_skewness():
     assert multiplier_spread(1.45, 0.05) == 1.0  # an EM register
     assert multiplier_spread(1.03, 0.03) is None  # Poisson counts

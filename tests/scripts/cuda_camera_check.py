@@ -30,7 +30,7 @@ for name, cam in cameras.items():
     capture_cuda(cuda.to_device(photons), *maps, float(cam.qe), float(cam.dark),
                  0.0 if cam.em_gain is None else float(cam.em_gain), float(cam.em_spread),
                  bool(cam.photon_counting),
-                 np.inf if cam.bits is None else 2.0 ** cam.bits - 1, keys, out)
+                 np.inf if cam.bits is None else 2.0 ** cam.bits - 1, True, keys, out)
     got = out.copy_to_host()
     print(json.dumps({"camera": name, "identical": bool(np.array_equal(got, want)),
                       "mean_gpu": float(got.mean()), "mean_cpu": float(want.mean())}))

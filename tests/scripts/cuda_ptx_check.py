@@ -33,7 +33,7 @@ f64 = T.float64
 boxes = (i64_2, i64_2, f64_1, f64_2, f64_3, f64_2, f64_1)  # lo, hi, spacing, ..., inner
 kernels = {
     "camera": (cam._capture_kernel, (f32_4, f64_2, f64_2, f64_2, f64_2, f64, f64, f64, f64,
-                                     T.boolean, f64, u64_2, f32_4)),
+                                     T.boolean, f64, T.boolean, u64_2, f32_4)),
     "splat_rows": (ren._splat_rows, (f32_4, f64_1, f64_1, f64_1, f64_1, i64_1, i64_1)),
     "ellipsoid_rows": (ren._ellipsoid_rows, (f32_4, i64_1, *boxes, f64_1, f64_1)),
 }
