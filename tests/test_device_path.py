@@ -86,7 +86,8 @@ def _run(*extra):
 
 
 @pytest.mark.parametrize("preset_extra", [(), ("task=isotropic", "shape=[6,48,48]",
-                                               "sampling.z_factor=3")])
+                                               "sampling.z_factor=3"),
+                                          ("camera.correlation=[0.1,-0.05]",)])
 def test_device_batches_equal_the_cpu_batches(preset_extra):
     run = _run(*preset_extra)
     kw = dict(seed=3, batch_size=4, patch=(32, 32), patches_per_image=3, jitter=2.0)
