@@ -1,6 +1,7 @@
 """Train without real pairs, scored on real pairs: the whole user path on every low/high pair.
 
     python benchmarks/realdata.py --data ../shared/realdata [--minutes 10] [--only NAME] [--out DIR]
+        [--sample NAME] [--set KEY=VALUE ...]
 
 For every pair of images in ``--data`` (the low file's name holds raw/single/low/noisy, the high
 file's gt/avg/target/high, both share the name's first word): ``synthcare fit`` on the low image
@@ -132,7 +133,8 @@ def camera_check(low: Path, high: Path, run_dir: Path, seed: int = 0) -> dict:
 
 
 def run_pair(name: str, low: Path, high: Path, minutes: float, out: Path,
-             refine: bool = True, rounds: int = 1, check: bool = False) -> dict:
+             refine: bool = True, rounds: int = 1, check: bool = False,
+             overrides: list[str] | None = None, sample: str | None = None) -> dict:
     """fit → train → predict → score for one pair (and :func:`camera_check` if ``check``);
     returns its result row."""
     run_dir = out / "runs" / name
@@ -152,7 +154,7 @@ def run_pair(name: str, low: Path, high: Path, minutes: float, out: Path,
     psf = "confocal" if "confocal" in low.stem.lower() else None
     t0 = time.perf_counter()
     if not fit_file.exists():
-        fit = fit_image(x_raw, psf=psf, bits=meta.get("bits") or 32)
+        fit = fit_image(x_raw, psf=psf, bits=meta.get("bits") or 32, sample=sample)
         fit_file.write_text("\n".join(f"# {r}" for r in fit.report) + "\n"
                             + yaml.safe_dump(fit.run, sort_keys=False))
         plot_fit(x_raw, fit.run, out / f"{name}_fit.png")
@@ -161,6 +163,8 @@ def run_pair(name: str, low: Path, high: Path, minutes: float, out: Path,
     run = RunConfig.model_validate({**fitted, "train": {
         **fitted["train"], "minutes": minutes, "steps": None,
         "refine": {"images": [str(low.resolve())] if refine else [], "rounds": rounds}}})
+    if overrides:
+        run = run.with_overrides(overrides)
     ensure_trained(run, run_dir)
     model, _, _ = load_model(run_dir)
     plain = predict(model, x.astype(np.float32), "YX")
@@ -178,6 +182,7 @@ def run_pair(name: str, low: Path, high: Path, minutes: float, out: Path,
     best = max(classical, key=lambda k: rows[k]["psnr"])
     result = {"pair": name, "low": low.name, "high": high.name, "psf": psf or "widefield",
               "refine": refine, "rounds": rounds if refine else 0, "steps": steps(run_dir),
+              "overrides": overrides or [], "sample": sample or "fitted",
               "fit_seconds": round(fit_seconds, 1),
               "gaussian_sigma": sigma, "bm3d_factor": factor if b is not None else None,
               "scores": rows, "best_classical": best,
@@ -237,6 +242,11 @@ def main() -> None:
                         "rounds; each restores the image anew with the latest network)")
     parser.add_argument("--camera-check", action="store_true", help="also score the network "
                         "and BM3D on the high image passed through the fitted camera")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting applied to every fitted run (as train --set), for "
+                        "ablations; give them a separate --out")
+    parser.add_argument("--sample", help="the sample type for every pair (fit --sample) instead of "
+                        "the fitted ranking; give it a separate --out")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "realdata"))
     parser.add_argument("--json", help="also write all rows as JSON here")
     args = parser.parse_args()
@@ -247,7 +257,7 @@ def main() -> None:
         raise SystemExit(f"no low/high pairs found in {args.data}")
     names = args.only.split(",") if args.only else list(pairs)
     results = [run_pair(n, *pairs[n], args.minutes, out, not args.no_refine,
-                       args.rounds, args.camera_check) for n in names]
+                       args.rounds, args.camera_check, args.set, args.sample) for n in names]
     table = ["| pair | input | Gaussian (tuned) | VST + BM3D (tuned) | network (simulation, "
              "--tta) | network without --tta | gain over best classical |",
              "|---|---|---|---|---|---|---|"]

@@ -15,6 +15,7 @@ from simulate.fit_noise import (
     multiplier_spread,
     noise_line,
     offset_at_skewness,
+    zero_photon_peak,
 )
 from simulate.fit_optics import fit_cutoff
 from simulate.fit_sample import intensity_stats, rank_samples, sim_variance
@@ -79,6 +80,36 @@ def test_pmt_like_multiplier_gets_its_pulse_height_spread():
     assert skew == pytest.approx((1 + 0.3) / 1.15, abs=3 * se + 0.05)
     if skew - 2 * se > 1.0:  # resolved from Poisson counts at this sample size
         assert 0.02 <= cam["em_spread"] < 1.0 and "PMT" in " ".join(report)
+
+
+def _pmt_image(read_noise: float = 3.0, offset: float = 4.0):
+    """A PMT-like 8-bit frame (25 ADU per photoelectron, read noise 0.2 × read_noise ADU) of
+    sparse nuclei on a dark field."""
+    cfg = _cfg(shape=[512, 512], sample={"background": 0.0,
+                                         "nuclei": {"density": 0.04, "radius": 3.0}},
+               camera={"photons": 6, "gain": 0.2, "em_gain": 100.0, "em_spread": 0.25,
+                       "read_noise": read_noise, "offset": offset, "bits": 8})
+    return simulate_pair(cfg, 3, 0).input.astype(np.float64)
+
+
+@pytest.mark.parametrize("read_noise", [2.0, 5.0])
+def test_multiplier_offset_and_read_noise_from_the_zero_photon_peak(read_noise):
+    # the variance line's intercept put a real confocal PMT frame's read noise at 4.1 ADU where
+    # its dark pixels spread by 0.5: the zero-photon peak measures it directly
+    cam, report, _ = fit_camera(_pmt_image(read_noise))
+    read_adu = cam["read_noise"] * cam["gain"]
+    assert read_adu == pytest.approx(0.2 * read_noise, rel=0.15)
+    assert cam["offset"] == pytest.approx(4.0, abs=0.15)
+    assert any("zero-photon peak" in r for r in report)
+
+
+def test_no_zero_photon_peak_without_a_multiplier_or_dark_regions():
+    cfg = _cfg(shape=[512, 512])  # 2 ADU/e⁻, 3 e⁻ read noise: one electron is within the noise
+    assert zero_photon_peak(simulate_pair(cfg, 0, 0).input.astype(np.float64), 2.0) is None
+    # an EMCCD frame with a bright background everywhere: few pixels catch no photon
+    bright = _cfg(shape=[512, 512], sample={"background": 0.5},
+                  camera={"gain": 0.25, "em_gain": 100.0, "read_noise": 20.0})
+    assert zero_photon_peak(simulate_pair(bright, 0, 0).input.astype(np.float64), 50.0) is None
 
 
 @pytest.mark.parametrize("rho", [(0.0, -0.05), (0.2, 0.0), (0.0, 0.0)])
