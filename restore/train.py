@@ -18,20 +18,14 @@ run reproduces the uninterrupted one.
 
 from __future__ import annotations
 
-import csv
-import functools
 import itertools
 import math
-import os
 import signal
-import sys
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -41,22 +35,11 @@ from simulate.paths import check_output_folder, folder_lock
 from . import ddp, losses, refine
 from .checkpoints import CHECKPOINTS, load_checkpoint, save_checkpoint
 from .config import RunConfig
-from .data import BatchStream, MixedBatches, SimulatedBatches, model_ndim, validation_set
-from .device_batches import DeviceBatches, default_workers
-from .diskpairs import FolderPairs, ZarrPairs, npz_pairs, pair_files, read_pair_files
+from .data import BatchStream, model_ndim
 from .metrics import psnr_from_mse
+from .runlog import RunLog, read_log
+from .sources import TrainData, check_data, folder_data, simulated_data
 from .unet import UNet, UNetConfig, memory_format_for
-
-LOG_FIELDS = ("step", "seconds", "train_loss", "val_loss", "val_psnr", "lr", "patches_per_s")
-
-
-def device_pairs(sims: list[SimConfig]) -> bool:
-    """True if the pairs are simulated on the GPU (``device: cuda``) and so reach training as
-    device tensors; a mixture must not mix devices."""
-    devices = {s.device for s in sims}
-    if len(devices) > 1:
-        raise SynthcareError("every configuration of a mixture must simulate on the same device")
-    return devices == {"cuda"}
 
 
 def pick_device(name: str) -> torch.device:
@@ -103,89 +86,6 @@ class _Interrupt:
     def __exit__(self, *exc):
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
-
-
-@dataclass
-class TrainData:
-    """What a run trains on: ``make_batch(b)``, batch ``b`` as a pure function of ``b`` (numpy
-    arrays, or from the GPU simulator tensors already on the device), and a fixed validation
-    set (numpy, (n, 1, *patch))."""
-
-    make_batch: Callable[[int], tuple]
-    val_x: np.ndarray
-    val_y: np.ndarray
-    ndim: int
-    on_device: bool = False
-    makers: list = field(default_factory=list)  # batch makers to close after training
-    group: int = 1  # consecutive batches that share no pair with the next (ddp.batch_group)
-
-    def close(self) -> None:
-        for m in self.makers:
-            if hasattr(m, "close"):
-                m.close()
-
-
-def folder_data(run: RunConfig, pairs: str | Path) -> TrainData:
-    """Batches from pairs on disk: a folder of low/GT TIFFs, a CSBDeep training-data ``.npz``,
-    or an OME-Zarr dataset (read lazily, :class:`restore.diskpairs.ZarrPairs`); the last tenth of the
-    images (or patches) validates."""
-    from simulate.omezarr import is_zarr
-
-    t, patch = run.train, run.patch
-    if is_zarr(pairs):
-        images = ZarrPairs(pairs)
-    elif Path(pairs).suffix.lower() == ".npz":
-        images = npz_pairs(pairs)
-    else:
-        images = read_pair_files(pair_files(pairs))
-    n_val = max(1, len(images) // 10) if len(images) > 1 else 0
-    train_images, val_images = images[: len(images) - n_val], images[len(images) - n_val:] or images
-    source = FolderPairs(patch=patch, seed=run.seed, images=train_images,
-                         patches_per_image=t.patches_per_image, threshold=t.foreground,
-                         augment=t.augment)
-    vsrc = FolderPairs(patch=patch, seed=run.seed + 1, images=val_images, augment=False,
-                       threshold=t.foreground)
-    val_x, val_y = vsrc.batch(0, t.val_patches)
-    return TrainData(functools.partial(source.batch, batch_size=t.batch_size), val_x, val_y,
-                     source.ndim)
-
-
-def simulated_data(run: RunConfig, mixture: list[SimConfig] | None = None) -> TrainData:
-    """Batches of pairs simulated on the fly from the run (or, in turn, from each configuration
-    of ``mixture``); a GPU simulator hands device tensors (DeviceBatches: geometry drawn ahead
-    by worker processes, the next chunk by a thread), the CPU one numpy arrays."""
-    t = run.train
-    sims = mixture or [run.sim]
-    ndim = model_ndim(run)
-    if any(model_ndim(s) != ndim for s in sims):
-        raise SynthcareError("every configuration of a mixture must give the network the same "
-                             "number of dimensions")
-    on_device = device_pairs(sims)
-    kw = dict(seed=run.seed, batch_size=t.batch_size, patch=run.patch,
-              patches_per_image=t.patches_per_image, jitter=t.jitter, threshold=t.foreground,
-              augment=t.augment)
-    if on_device:
-        gw = t.workers if t.workers is not None else default_workers()
-        makers = [DeviceBatches(s, workers=gw, prefetch=True, **kw) for s in sims]
-    else:
-        makers = [SimulatedBatches(s, **kw) for s in sims]
-    vals = [validation_set(s, seed=run.seed, patch=run.patch,
-                           n_patches=max(1, t.val_patches // len(sims))) for s in sims]
-    val_x, val_y = (np.concatenate(a) for a in zip(*vals, strict=True))
-    return TrainData(makers[0] if len(makers) == 1 else MixedBatches(makers), val_x, val_y, ndim,
-                     on_device, makers,
-                     ddp.batch_group(t.batch_size, t.patches_per_image, len(makers),
-                                     math.lcm(*(getattr(m, "chunk", 1) for m in makers))))
-
-
-def check_data(run: RunConfig, data: TrainData) -> None:
-    """Refuse a patch of the wrong dimensionality; warn when the targets carry no signal."""
-    if _no_signal(data.val_y):
-        print("warning: the training targets carry no signal (every validation patch is constant): "
-              "check the sample settings and camera.photons (or the pairs)", file=sys.stderr)
-    if len(run.patch) != data.ndim:
-        raise SynthcareError(f"train.patch {list(run.patch)} must have {data.ndim} entries for "
-                             "this task")
 
 
 def optimiser(run: RunConfig, model: UNet) -> tuple[torch.optim.Optimizer, object]:
@@ -287,34 +187,6 @@ class Session:
                                            batch_size=None, num_workers=workers, pin_memory=cuda,
                                            multiprocessing_context="spawn" if workers else None,
                                            prefetch_factor=2 if workers else None)
-
-
-class RunLog:
-    """``log.csv`` of a run (a header unless resuming one), and TensorBoard when installed."""
-
-    def __init__(self, out: Path | None, resume: bool):
-        self.path, self.writer = (None, None) if out is None else (out / "log.csv", _tensorboard(out))
-        if out is not None and (not resume or not self.path.exists()):
-            with open(self.path, "w", newline="") as f:
-                csv.writer(f).writerow(LOG_FIELDS)
-
-    @classmethod
-    def silent(cls) -> RunLog:
-        """A log that writes nothing (the ranks other than 0 of a torchrun job)."""
-        return cls(None, False)
-
-    def write(self, row: tuple) -> None:
-        if self.path is None:
-            return
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow(row)
-        if self.writer is not None:
-            for k, v in zip(LOG_FIELDS[2:], row[2:], strict=True):
-                self.writer.add_scalar(k, v, row[0])
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 def train(run: RunConfig, out: str | Path, *, pairs: str | Path | None = None, resume: bool = False,
@@ -456,12 +328,6 @@ def _refuse_trained(out: Path, resume: bool) -> None:
         raise SynthcareError(f"--resume: {out} holds no last.pt to resume from")
 
 
-def _no_signal(targets: np.ndarray) -> bool:
-    """True if every target patch is constant (nothing to learn)."""
-    flat = targets.reshape(len(targets), -1)
-    return bool(np.all(flat.max(axis=1) - flat.min(axis=1) <= 1e-6 * max(1.0, np.abs(flat).max())))
-
-
 def cosine_lr(t, step: int, seconds: float) -> float:
     """Cosine decay from ``t.lr`` to ``t.min_lr`` over the budget: progress is the larger of
     step / steps and seconds / (60 · minutes)."""
@@ -475,23 +341,6 @@ def _without_budget(run: dict) -> dict:
     without the devices, which a resumed run may change."""
     train = {k: v for k, v in run["train"].items() if k not in ("steps", "minutes", "device")}
     return {**{k: v for k, v in run.items() if k != "device"}, "train": train}
-
-
-def _tensorboard(out: Path):
-    """A TensorBoard writer if tensorboard is installed, else None."""
-    if os.environ.get("SYNTHCARE_NO_TENSORBOARD"):
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception:
-        return None
-    return SummaryWriter(str(out / "tensorboard"))
-
-
-def read_log(run_dir: str | Path) -> list[dict[str, float]]:
-    """The rows of a run's log.csv as dicts of floats."""
-    with open(Path(run_dir) / "log.csv") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def finished(run_dir: str | Path, run: RunConfig) -> bool:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.interpolate import make_interp_spline
 
-from restore import train as train_mod
+from restore import sources as sources_mod
 from restore.config import load_run
 from restore.data import SimulatedBatches
 from restore.device_batches import DeviceBatches
@@ -134,7 +134,7 @@ def test_the_next_chunk_prepared_by_a_thread_gives_the_same_batches(per_image, c
 
 def test_training_fed_by_device_batches(tmp_path, monkeypatch):
     # the GPU branch of the loop (no DataLoader, tensors straight from the simulator), on numpy
-    monkeypatch.setattr(train_mod, "device_pairs", lambda sims: True)
+    monkeypatch.setattr(sources_mod, "device_pairs", lambda sims: True)
     run = _run("train.steps=12", "train.val_every=6", "train.lr=3e-3")
     summary = train(run, tmp_path / "run", progress=False)
     log = read_log(tmp_path / "run")
