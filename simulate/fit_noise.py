@@ -221,7 +221,7 @@ def fit_camera(image: np.ndarray, *, offset: float | None = None, dark: np.ndarr
         report.append(f"offset {o:.4g} ADU (given)")
     elif slope > AMPLIFIED_GAIN and (peak := zero_photon_peak(
             image, slope / (1.0 + (spread or 0.0)))) is not None:  # the mean pulse: slope / F²
-        o, read_adu2, share, _ = peak
+        o, read_adu2, share = peak
         report.append(f"offset {o:.4g} ADU and read noise {math.sqrt(read_adu2):.3g} ADU from the "
                       f"zero-photon peak of the darkest regions ({100 * share:.0f} % of their "
                       f"pixels within a quarter of one electron's mean pulse of their median)")
@@ -261,37 +261,36 @@ PEAK_SHARE = 0.5  # at least this share of the darkest pixels must lie in it
 
 
 def zero_photon_peak(image: np.ndarray, pulse: float, dark_share: float = 0.1,
-                     ) -> tuple[float, float, float, int] | None:
-    """Offset (ADU), read-noise variance (ADU²), peak share and peak pixels from the zero-photon
-    peak of an amplifying detector's image (EMCCD, PMT, HyD; (y, x) or (z, y, x)), or None
-    where the image shows none.
+                     ) -> tuple[float, float, float] | None:
+    """Offset (ADU), read-noise variance (ADU²) and peak share from the zero-photon peak of an
+    amplifying detector's image (EMCCD, PMT, HyD), or None where the image shows none.
 
     Behind a multiplier one photoelectron adds a pulse of ``pulse`` ADU on average (the noise
     line's slope over the excess noise factor), far above the read noise, so in the image's
     darkest regions (the ``dark_share`` of pixels where the image smoothed over 2 pixels is
     lowest) the pixels that caught no photon form a narrow peak at the offset. The pixels
     within ±:data:`PEAK_WINDOW` × pulse of the dark pixels' median are that peak when they are
-    at least
-    :data:`PEAK_SHARE` of them and the window spans three of its standard deviations; their
-    mean is the offset and their variance, less the rounding's 1/12 for integer data, the read
+    at least :data:`PEAK_SHARE` of them and the window spans three of its standard deviations;
+    their mean is the offset and their variance, less the rounding's 1/12 for integer data, the read
     noise's. (The variance line's intercept cannot give it: a PMT's noise near the offset is
     rare large pulses on a narrow peak, not a Gaussian, and the line through the brighter
     regions overestimated a confocal PMT frame's read noise 8-fold, 4.1 ADU for 0.5.)"""
     a = np.asarray(image, np.float64)
-    if pulse * PEAK_WINDOW < 1.0 or a.size < 1000:
+    half = pulse * PEAK_WINDOW
+    if half < 1.0 or a.size < 1000:
         return None
-    smooth = ndimage.gaussian_filter(a, (0.0,) * (a.ndim - 2) + (2.0, 2.0))
+    smooth = ndimage.gaussian_filter(a, 2.0)
     dark = a[smooth <= np.quantile(smooth, dark_share)]
     centre = float(np.median(dark))
-    peak = dark[np.abs(dark - centre) <= pulse * PEAK_WINDOW]
+    peak = dark[np.abs(dark - centre) <= half]
     share = peak.size / dark.size
     if share < PEAK_SHARE or peak.size < 200:
         return None
     integer = bool(np.all(a == np.round(a)))
     var = max(float(peak.var()) - (1 / 12 if integer else 0.0), 0.0)
-    if 3 * math.sqrt(var) > pulse * PEAK_WINDOW:
+    if 3 * math.sqrt(var) > half:
         return None  # the window cuts the peak: no resolved zero-photon peak
-    return float(peak.mean()), var, share, int(peak.size)
+    return float(peak.mean()), var, share
 
 
 def offset_at_skewness(image: np.ndarray, slope: float, skewness: float, n_bins: int = 24,
