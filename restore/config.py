@@ -30,20 +30,6 @@ class RefineConfig(Settings):
                          "first, library-only stage takes; the rounds share the rest equally")
     rounds: int = Field(1, ge=1, le=5, description="refinement stages (each restores the images "
                         "anew with the latest network)")
-    blind_spot: float = Field(0.0, ge=0, lt=1, description="share of each refinement batch's "
-                              "patches that are blind-spot patches of the raw images "
-                              "(train.blind_spot in the refinement stages; 0: none)")
-
-
-class BlindSpotConfig(Settings):
-    """Self-supervised (Noise2Void) patches of raw images mixed into every batch
-    (:mod:`restore.blindspot`): masked pixels, loss on them against their raw values."""
-
-    images: tuple[str, ...] = Field((), description="raw 2D images of this config's camera (ADU, "
-                                    "as recorded); empty: none")
-    share: float = Field(0.25, gt=0, lt=1, description="share of each batch's patches that are "
-                         "blind-spot patches")
-    pixels: float = Field(0.02, gt=0, le=0.25, description="fraction of a patch's pixels masked")
 
 
 class TrainConfig(Settings):
@@ -89,7 +75,6 @@ class TrainConfig(Settings):
     bf16: bool | None = Field(None, description="bfloat16 autocast (default: on for CUDA)")
     seed: int = Field(0, ge=0, description="seed of the network's initial weights")
     refine: RefineConfig = RefineConfig()
-    blind_spot: BlindSpotConfig = BlindSpotConfig()
 
     @model_validator(mode="after")
     def _budget(self) -> TrainConfig:
@@ -99,8 +84,6 @@ class TrainConfig(Settings):
         if self.patch is not None and any(p < m or p % m for p in self.patch):
             raise ValueError(f"train.patch {list(self.patch)}: every size must be a multiple of "
                              f"2^depth = {m} (the network pools {self.depth} times)")
-        if (self.blind_spot.images or self.refine.blind_spot) and self.loss not in ("mse", "mae"):
-            raise ValueError(f"train.blind_spot needs train.loss mse or mae, not {self.loss}")
         return self
 
 

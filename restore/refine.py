@@ -39,32 +39,26 @@ STAGES = "stages"
 
 
 def read_refine_images(run: RunConfig) -> list[tuple[str, np.ndarray]]:
-    """The raw images of ``train.refine.images`` (:func:`read_raw_images`)."""
-    return read_raw_images(run.train.refine.images, run.shape, "train.refine")
-
-
-def read_raw_images(names: tuple[str, ...], shape: tuple[int, ...],
-                    setting: str) -> list[tuple[str, np.ndarray]]:
-    """Raw 2D images as (name, float32 YX array) pairs; one clear error (naming ``setting``)
-    for a run that is not 2D, a missing file, an image that is not one 2D plane, one smaller
-    than the training ``shape`` or one with NaN."""
-    if len(shape) != 2:
-        raise SynthcareError(f"{setting} needs a 2D run (raw 2D images); this run's shape is "
-                             f"{list(shape)}")
+    """The raw images of ``train.refine.images`` as (name, float32 YX array) pairs; one clear
+    error for a missing file, an image that is not one 2D plane or one smaller than the
+    training shape."""
+    if len(run.shape) != 2:
+        raise SynthcareError(f"train.refine refines 2D runs (raw 2D images); this run's shape is "
+                             f"{list(run.shape)}")
     out = []
-    for i, name in enumerate(names):
+    for i, name in enumerate(run.train.refine.images):
         path = Path(name)
         if not path.is_file():
-            raise SynthcareError(f"{setting}.images: {name} is not a file")
+            raise SynthcareError(f"train.refine.images: {name} is not a file")
         a = np.squeeze(read_image(path)[0])
         if a.ndim != 2 or not np.issubdtype(a.dtype, np.number):
-            raise SynthcareError(f"{setting}.images: {name} must be one numeric 2D plane, got "
+            raise SynthcareError(f"train.refine.images: {name} must be one numeric 2D plane, got "
                                  f"shape {a.shape} ({a.dtype})")
-        if any(s < t for s, t in zip(a.shape, shape, strict=True)):
-            raise SynthcareError(f"{setting}.images: {name} is {a.shape[0]}×{a.shape[1]}, "
-                                 f"smaller than the training shape {tuple(shape)}")
+        if any(s < t for s, t in zip(a.shape, run.shape, strict=True)):
+            raise SynthcareError(f"train.refine.images: {name} is {a.shape[0]}×{a.shape[1]}, "
+                                 f"smaller than the training shape {tuple(run.shape)}")
         if not np.all(np.isfinite(a)):
-            raise SynthcareError(f"{setting}.images: {name} contains NaN or Inf")
+            raise SynthcareError(f"train.refine.images: {name} contains NaN or Inf")
         out.append((f"{i:03d}_{path.stem}.tif", a.astype(np.float32)))
     return out
 
@@ -83,9 +77,6 @@ def stage_runs(run: RunConfig, out: Path) -> list[tuple[Path, RunConfig]]:
         if k:
             d["sample"]["images"] = {"folder": str(restored_folder(out, k)),
                                      "fraction": r.fraction, "units": "adu"}
-            if r.blind_spot:
-                d["train"]["blind_spot"] = {**d["train"]["blind_spot"], "images": list(r.images),
-                                            "share": r.blind_spot}
         try:
             cfg = RunConfig.model_validate(d)
         except ValueError as exc:

@@ -15,12 +15,10 @@ import numpy as np
 from simulate import SimConfig, SynthcareError
 
 from . import ddp
-from .blindspot import BlindSpotPatches, WithBlindSpot, blind_spot_count
 from .config import RunConfig
 from .data import MixedBatches, SimulatedBatches, model_ndim, validation_set
 from .device_batches import DeviceBatches, default_workers
 from .diskpairs import FolderPairs, ZarrPairs, npz_pairs, pair_files, read_pair_files
-from .refine import read_raw_images
 
 
 def device_pairs(sims: list[SimConfig]) -> bool:
@@ -88,8 +86,7 @@ def simulated_data(run: RunConfig, mixture: list[SimConfig] | None = None) -> Tr
         raise SynthcareError("every configuration of a mixture must give the network the same "
                              "number of dimensions")
     on_device = device_pairs(sims)
-    n_blind = blind_spot_count(t.batch_size, t.blind_spot.share, t.blind_spot.images)
-    kw = dict(seed=run.seed, batch_size=t.batch_size - n_blind, patch=run.patch,
+    kw = dict(seed=run.seed, batch_size=t.batch_size, patch=run.patch,
               patches_per_image=t.patches_per_image, jitter=t.jitter, threshold=t.foreground,
               augment=t.augment)
     if on_device:
@@ -100,14 +97,9 @@ def simulated_data(run: RunConfig, mixture: list[SimConfig] | None = None) -> Tr
     vals = [validation_set(s, seed=run.seed, patch=run.patch,
                            n_patches=max(1, t.val_patches // len(sims))) for s in sims]
     val_x, val_y = (np.concatenate(a) for a in zip(*vals, strict=True))
-    make = makers[0] if len(makers) == 1 else MixedBatches(makers)
-    if n_blind:
-        raw = read_raw_images(t.blind_spot.images, run.shape, "train.blind_spot")
-        make = WithBlindSpot(make, BlindSpotPatches([a for _, a in raw], run.patch, seed=run.seed,
-                                                    pixels=t.blind_spot.pixels,
-                                                    augment=t.augment), n_blind)
-    return TrainData(make, val_x, val_y, ndim, on_device, makers,
-                     ddp.batch_group(t.batch_size - n_blind, t.patches_per_image, len(makers),
+    return TrainData(makers[0] if len(makers) == 1 else MixedBatches(makers), val_x, val_y, ndim,
+                     on_device, makers,
+                     ddp.batch_group(t.batch_size, t.patches_per_image, len(makers),
                                      math.lcm(*(getattr(m, "chunk", 1) for m in makers))))
 
 

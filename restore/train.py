@@ -33,7 +33,6 @@ from simulate import SimConfig, SynthcareError, atomic_write, ensure_writable, v
 from simulate.paths import check_output_folder, folder_lock
 
 from . import ddp, losses, refine
-from .blindspot import masked
 from .checkpoints import CHECKPOINTS, load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .data import BatchStream, model_ndim
@@ -142,7 +141,7 @@ class Session:
         bf16 = t.bf16 if t.bf16 is not None else cuda
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
         self.memory_format = memory_format_for(self.model.cfg.ndim)
-        self.loss_fn = masked(t.loss) if t.blind_spot.images else losses.get(t.loss)
+        self.loss_fn = losses.get(t.loss)
 
     def resume(self) -> None:
         """Model, optimiser, scheduler and counters from ``last.pt``; only the budget (steps,

@@ -99,5 +99,5 @@ def test_refining_a_3d_run_is_one_clear_line(tmp_path):
     from restore.refine import read_refine_images
 
     run = load_run("denoise3d", None, [f"train.refine.images=[{tmp_path / 'raw.tif'}]"])
-    with pytest.raises(SynthcareError, match="needs a 2D run"):
+    with pytest.raises(SynthcareError, match="refines 2D runs"):
         read_refine_images(run)
