@@ -42,10 +42,6 @@ class TrainConfig(Settings):
     patch: tuple[int, ...] | None = Field(None, description="patch size (y, x) or (z, y, x); default "
                                           "64×64 in 2D, 16×64×64 in 3D")
     patches_per_image: int = Field(8, ge=1, description="patches cropped from each simulated image")
-    noise_draws: int = Field(1, ge=1, le=16, description="camera frames recorded of each rendered "
-                             "sample (denoising to the noise-free image, CPU simulator): "
-                             "rendering is most of a simulated pair's cost, new noise on the same "
-                             "sample a small part of it")
     lr: float = Field(4e-4, gt=0, lt=1, description="learning rate (AdamW)")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     loss: Literal["mae", "mse", "mse+ssim", "laplace"] = Field(

@@ -25,7 +25,6 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from simulate import (
-    Camera,
     Pair,
     SimConfig,
     SynthcareError,
@@ -249,29 +248,6 @@ def patch_rng(seed: int, b: int) -> np.random.Generator:
     return np.random.default_rng([seed, b, 0x5EED])
 
 
-def noise_rng(seed: int, render: int, draw: int) -> np.random.Generator:
-    """The generator of draw ``draw`` (≥ 1) of new camera noise on rendered pair ``render``."""
-    return np.random.default_rng([seed, render, draw, 0xD4A])
-
-
-def check_noise_draws(cfg: SimConfig, draws: int) -> int:
-    """``draws`` if the config's pairs can be recorded again from their target (denoising to the
-    noise-free image); one clear error otherwise."""
-    if draws > 1 and (cfg.task != "denoise" or cfg.target.noise != "none"):
-        raise SynthcareError(f"train.noise_draws {draws} needs task denoise with target.noise none "
-                             f"(the target is the noise-free image the input is recorded from); "
-                             f"this run: task {cfg.task}, target.noise {cfg.target.noise}")
-    return draws
-
-
-def recapture(cfg: SimConfig, target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A new camera frame (ADU, float32) of the scene whose noise-free image is ``target`` (a
-    target below the offset, e.g. a restoration used as the sample, records no photons)."""
-    camera = Camera.from_config(cfg.camera)
-    photons = np.maximum(camera.photons_from_expected(target), 0)
-    return np.asarray(camera.capture(photons, rng), np.float32)
-
-
 def pairs_of_batch(b: int, batch_size: int, per_image: int) -> tuple[int, int]:
     """First and last pair that batch ``b`` crops from: patch ``p`` (counting over all batches)
     comes from pair ``p // per_image``."""
@@ -288,36 +264,20 @@ class SimulatedBatches:
 
     def __init__(self, cfg: SimConfig, *, seed: int, batch_size: int, patch: tuple[int, ...],
                  patches_per_image: int = 8, jitter: float = 0.0, threshold: float = 0.4,
-                 augment: bool = True, noise_draws: int = 1):
+                 augment: bool = True):
         self.cfg, self.seed, self.batch_size, self.patch = cfg, seed, batch_size, tuple(patch)
         self.per_image = max(1, patches_per_image)
         self.jitter, self.threshold, self.augment = jitter, threshold, augment
-        self.draws = check_noise_draws(cfg, noise_draws)
         self._recent: dict[int, list] = {}
-        self._rendered: dict[int, Pair] = {}
 
     def _pair(self, index: int) -> list:
         if index not in self._recent:
             rng = jitter_rng(self.seed, index)
             self._recent[index] = [(x, y) for x, y, _ in
-                                   normalise_pair(self.cfg, self._simulated(index), self.jitter,
-                                                  rng)]
+                                   normalised(self.cfg, self.seed, index, self.jitter, rng)]
             while len(self._recent) > 2:
                 self._recent.pop(next(iter(self._recent)))
         return self._recent[index]
-
-    def _simulated(self, index: int) -> Pair:
-        """Pair ``index``: with ``noise_draws`` k, the sample of pair ``index // k`` of the
-        dataset, recorded again with new camera noise unless ``index`` is a multiple of k
-        (k = 1: pair ``index`` itself)."""
-        r, d = divmod(index, self.draws)
-        if r not in self._rendered:
-            self._rendered = {r: simulate_pair(self.cfg, self.seed, r).to_host()}
-        pair = self._rendered[r]
-        if d == 0:
-            return pair
-        return Pair(recapture(self.cfg, pair.target, noise_rng(self.seed, r, d)), pair.target,
-                    pair.clean)
 
     def __call__(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch number ``b``: (inputs, targets), each (batch, 1, *patch) float32."""

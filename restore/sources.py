@@ -93,7 +93,7 @@ def simulated_data(run: RunConfig, mixture: list[SimConfig] | None = None) -> Tr
         gw = t.workers if t.workers is not None else default_workers()
         makers = [DeviceBatches(s, workers=gw, prefetch=True, **kw) for s in sims]
     else:
-        makers = [SimulatedBatches(s, noise_draws=t.noise_draws, **kw) for s in sims]
+        makers = [SimulatedBatches(s, **kw) for s in sims]
     vals = [validation_set(s, seed=run.seed, patch=run.patch,
                            n_patches=max(1, t.val_patches // len(sims))) for s in sims]
     val_x, val_y = (np.concatenate(a) for a in zip(*vals, strict=True))

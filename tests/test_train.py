@@ -17,13 +17,12 @@ from restore.data import (
     crop_patches,
     draw_patches,
     patch_indices,
-    recapture,
     validation_set,
 )
 from restore.diskpairs import FolderPairs
 from restore.train import ensure_trained, read_log, train, train_step
 from restore.unet import UNet, UNetConfig
-from simulate import SynthcareError, read_tiff, simulate_pair, write_tiff
+from simulate import SynthcareError, read_tiff, write_tiff
 from simulate.dataset import write_dataset
 
 TINY = ["shape=[64,64]", "train.patch=[32,32]", "train.batch_size=4", "train.filters=8",
@@ -88,38 +87,6 @@ def test_batches_are_a_pure_function_of_seed_and_number():
     fresh(0)
     assert np.array_equal(fresh(1)[0], b1) and not np.array_equal(fresh(0)[0], b1)
     assert sorted(fresh._recent) == [0]  # batches 0 and 1 both came from pair 0
-
-
-def test_noise_draws_record_each_rendered_sample_again_with_the_cameras_noise():
-    run = load_run("denoise2d", None, ["shape=[128,128]", "camera.photons=50",
-                                       "camera.read_noise=3", "camera.gain=2"])
-    k = 3
-    batches = SimulatedBatches(run.sim, seed=2, batch_size=4, patch=(32, 32), noise_draws=k)
-    first = simulate_pair(run.sim, 2, 1)  # rendered sample 1 serves pairs 3, 4, 5
-    draws = [batches._simulated(i) for i in (3, 4, 5)]
-    assert np.array_equal(draws[0].input, first.input)
-    assert all(np.array_equal(d.target, first.target) for d in draws)
-    assert not np.array_equal(draws[1].input, draws[0].input)
-    assert not np.array_equal(draws[2].input, draws[1].input)
-    # every draw is a camera frame of the same scene: same mean, same noise variance
-    noise = [d.input.astype(np.float64) - d.target for d in draws]
-    assert abs(np.mean(noise[1])) < 0.1 * np.std(noise[0])
-    assert np.var(noise[1]) == pytest.approx(np.var(noise[0]), rel=0.05)
-    assert np.var(noise[2]) == pytest.approx(np.var(noise[0]), rel=0.05)
-    # a target below the offset (a restoration as the sample) records no photons
-    dark = recapture(run.sim, first.target - 1000, np.random.default_rng(0))
-    assert np.mean(dark) == pytest.approx(run.camera.offset, abs=1.0)
-    # one draw (the default) is the dataset itself, pair for pair
-    one = SimulatedBatches(run.sim, seed=2, batch_size=4, patch=(32, 32))
-    assert np.array_equal(one._simulated(3).input, simulate_pair(run.sim, 2, 3).input)
-
-
-@pytest.mark.parametrize(("preset", "extra"), [("upsample3d", []), ("n2n", []),
-                                               ("denoise2d", ["target.noise=high"])])
-def test_noise_draws_refuse_pairs_not_recorded_from_their_target(preset, extra):
-    run = load_run(preset, None, extra)
-    with pytest.raises(SynthcareError, match=r"train\.noise_draws 2 needs task denoise"):
-        SimulatedBatches(run.sim, seed=0, batch_size=4, patch=run.patch, noise_draws=2)
 
 
 def test_worker_streams_are_disjoint_and_match_a_single_process():
