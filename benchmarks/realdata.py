@@ -19,6 +19,9 @@ and scores the network and BM3D on that semi-synthetic input: when the input's P
 real one and the network's margin over BM3D is the same as on the real image, the camera model
 is not what limits the network (the sample prior and the training budget are).
 
+Each pair's JSON also says where the network's and BM3D's errors lie (``errors``: shares of
+the squared error by reference brightness and by spatial frequency, :func:`error_breakdown`).
+
 Writes ``DIR/<pair>.json``, ``DIR/<pair>.png`` (crops of every method), the fit's figure
 ``DIR/<pair>_fit.png``, and ``DIR/results.md``. Run folders (``DIR/runs/<pair>``, ignored by
 git) are reused: an interrupted benchmark resumes. The data are read from their path, never
@@ -28,6 +31,7 @@ copied.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import time
@@ -40,7 +44,7 @@ from scipy.ndimage import gaussian_filter
 
 from restore.checkpoints import load_model
 from restore.config import RunConfig
-from restore.metrics import scores
+from restore.metrics import fit_affine, normalise_gt, scores
 from restore.predict import predict
 from restore.train import ensure_trained, read_log
 from simulate.fit import check_image, fit_image, plot_fit
@@ -132,6 +136,30 @@ def camera_check(low: Path, high: Path, run_dir: Path, seed: int = 0) -> dict:
     return rows
 
 
+def error_breakdown(image: np.ndarray, ref: np.ndarray, n_bins: int = 10,
+                    bands: int = 5) -> dict[str, list[float]]:
+    """Where a restoration's squared error lies, after the CARE normalisation (``scores``'
+    affine fit to the normalised reference): ``by_intensity``, the share of the squared error
+    in each tenth of the reference's pixels sorted by brightness; ``bias_by_intensity``, the mean
+    error there (normalised units; negative: too dark); ``by_frequency``, the share of the
+    error's power in each band of ``0.5 / bands`` cycles/pixel."""
+    g = normalise_gt(ref.astype(np.float64))
+    e = fit_affine(image.astype(np.float64), g) - g
+    order = np.argsort(g, axis=None)
+    parts = np.array_split(order, n_bins)
+    total = float(np.sum(e**2))
+    power = np.abs(np.fft.fft2(e)) ** 2
+    ky, kx = (np.fft.fftfreq(n)[:, None] if a == 0 else np.fft.fftfreq(n)[None, :]
+              for a, n in enumerate(e.shape))
+    k = np.hypot(ky, kx)
+    edges = np.linspace(0, 0.5, bands + 1)
+    edges[-1] = np.inf  # the corners beyond 0.5 cycles/pixel go to the last band
+    return {"by_intensity": [round(float(np.sum(e.flat[i] ** 2)) / total, 4) for i in parts],
+            "bias_by_intensity": [round(float(np.mean(e.flat[i])), 5) for i in parts],
+            "by_frequency": [round(float(power[(k >= a) & (k < b)].sum() / power.sum()), 4)
+                             for a, b in itertools.pairwise(edges)]}
+
+
 def run_pair(name: str, low: Path, high: Path, minutes: float, out: Path,
              refine: bool = True, rounds: int = 1, check: bool = False,
              overrides: list[str] | None = None, sample: str | None = None) -> dict:
@@ -189,6 +217,8 @@ def run_pair(name: str, low: Path, high: Path, minutes: float, out: Path,
               "gain_psnr": rows["network"]["psnr"] - rows[best]["psnr"],
               "gain_ssim": rows["network"]["ssim"] - rows[best]["ssim"],
               "fit": fit_file.read_text().split("\ntask:")[0]}
+    result["errors"] = {k: error_breakdown(images[k], ref) for k in ("network", "vst+bm3d")
+                        if k in images}
     if check:
         result["camera_check"] = camera_check(low, high, run_dir)
     figure(name, images, ref, out / f"{name}.png")
