@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from simulate import field_names, list_presets, load, preset_text
-from simulate.config import camera_overrides
+from simulate.config_io import camera_overrides
 from simulate.errors import Interrupted, SynthcareError
 
 from .cli_predict import cmd_predict

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from simulate import Settings, SimConfig
-from simulate.config import load_settings
+from simulate.config_io import load_settings
 
 
 class RefineConfig(Settings):
@@ -109,5 +109,5 @@ class RunConfig(SimConfig):
 
 def load_run(preset: str | None = None, config: str | Path | None = None,
              overrides: list[str] | None = None) -> RunConfig:
-    """The run a command line asks for (see :func:`simulate.config.load_settings`)."""
+    """The run a command line asks for (see :func:`simulate.config_io.load_settings`)."""
     return load_settings(RunConfig, preset, config, overrides)

@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import Field
 
 from simulate import ConfigError, Settings, atomic_write, ensure_writable, read_yaml, save_figure
-from simulate.config import apply_overrides, load_preset, validate
+from simulate.config_io import apply_overrides, load_preset, validate
 from simulate.paths import check_output_folder, folder_lock
 
 from .checkpoints import load_model

@@ -21,13 +21,11 @@ import numba
 
 from . import backend, camera, convolve, library, pairs, phantoms, psf, render, sampling
 from .camera import Camera
-from .config import (
-    Settings,
-    SimConfig,
+from .config import Settings, SimConfig, load
+from .config_io import (
     apply_overrides,
     field_names,
     list_presets,
-    load,
     load_preset,
     preset_text,
     read_yaml,

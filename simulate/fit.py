@@ -37,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from .config import SimConfig, load_preset, otf_cutoffs
+from .config import SimConfig, otf_cutoffs
+from .config_io import load_preset
 from .errors import SynthcareError
 from .fit_noise import NOISE_BAND, electrons, fit_camera
 from .fit_optics import fit_cutoff, immersion_index

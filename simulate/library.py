@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.spatial
 
-from .config import LIBRARY, Microtubules, SampleConfig, structure_on
+from .config_sample import LIBRARY, Microtubules, SampleConfig, structure_on
 from .phantoms import (
     Ellipsoids,
     Filaments,
@@ -408,7 +408,7 @@ def draw_mixture(params: SampleConfig, rng: np.random.Generator) -> SampleConfig
 
 def sample(params: SampleConfig, box: np.ndarray, rng: np.random.Generator, *, slab: bool) -> Sample:
     """Draw every structure type switched on in ``params`` (a mixture first draws which), in the
-    fixed order of :data:`simulate.config.LIBRARY`."""
+    fixed order of :data:`simulate.config_sample.LIBRARY`."""
     if params.mixture.types:
         params = draw_mixture(params, rng)
     parts = [Sample(microtubules(params.microtubules, box, rng, slab=slab),

@@ -5,7 +5,7 @@ import pytest
 
 from simulate import ConfigError, SynthcareError, load, simulate_pair
 from simulate.calibrate import calibrate_flats, calibrate_image
-from simulate.config import camera_overrides
+from simulate.config_io import camera_overrides
 
 
 def _images(gain: float, read_noise: float, n: int = 2, extra: tuple[str, ...] = ()) -> np.ndarray:

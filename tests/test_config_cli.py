@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from restore.cli import main
-from simulate.config import SimConfig, field_names, list_presets, load
+from simulate.config import SimConfig, load
+from simulate.config_io import field_names, list_presets
 from simulate.errors import ConfigError
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from simulate import ConfigError, SimConfig, library, render
-from simulate.config import Actin, Cells, Membranes, Mitochondria, Nuclei, SampleConfig
+from simulate.config_sample import Actin, Cells, Membranes, Mitochondria, Nuclei, SampleConfig
 
 BOX = np.array([1.0, 200.0, 200.0])  # a 2D slab, µm
 OFF = {"microtubules": {"density": 0.0}, "granules": {"density": 0.0}}

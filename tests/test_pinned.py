@@ -16,7 +16,7 @@ import pytest
 
 from restore.data import SimulatedBatches, model_ndim
 from simulate import SimConfig, simulate_pair
-from simulate.config import load_preset
+from simulate.config_io import load_preset
 
 SHAPES = {"deconvolve": [16, 64, 64], "denoise2d": [96, 96], "denoise3d": [16, 64, 64],
           "generalist2d": [96, 96], "isotropic": [16, 64, 64], "n2n": [96, 96], "nuclei2d": [96, 96],

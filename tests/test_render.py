@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from simulate import kernels, phantoms, render
-from simulate.config import Granules, Microtubules
+from simulate.config_sample import Granules, Microtubules
 
 SPACING = (0.1, 0.05, 0.05)
 SHAPE = (40, 120, 120)  # 4 x 6 x 6 µm
@@ -108,7 +108,7 @@ def test_granule_partly_outside_loses_light():
 def test_beads_integral_and_reproducible():
     rng = np.random.default_rng(4)
     box = np.array(SHAPE) * np.array(SPACING)
-    from simulate.config import Beads
+    from simulate.config_sample import Beads
 
     b = phantoms.beads(Beads(density=0.5, brightness=2.0), box, rng, slab=False)
     inner = np.all((b.positions > 0.1) & (b.positions < box - 0.1), axis=1)

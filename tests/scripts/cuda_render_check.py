@@ -13,7 +13,7 @@ import numpy as np
 from numba import cuda
 
 from simulate import library, render
-from simulate.config import SampleConfig
+from simulate.config_sample import SampleConfig
 from simulate.render_cuda import prepare, render_cuda, render_prepared_batch
 
 shape, spacing = (6, 24, 28), (0.2, 0.1, 0.1)
