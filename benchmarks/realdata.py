@@ -149,9 +149,7 @@ def error_breakdown(image: np.ndarray, ref: np.ndarray, n_bins: int = 10,
     parts = np.array_split(order, n_bins)
     total = float(np.sum(e**2))
     power = np.abs(np.fft.fft2(e)) ** 2
-    ky, kx = (np.fft.fftfreq(n)[:, None] if a == 0 else np.fft.fftfreq(n)[None, :]
-              for a, n in enumerate(e.shape))
-    k = np.hypot(ky, kx)
+    k = np.hypot(np.fft.fftfreq(e.shape[0])[:, None], np.fft.fftfreq(e.shape[1])[None, :])
     edges = np.linspace(0, 0.5, bands + 1)
     edges[-1] = np.inf  # the corners beyond 0.5 cycles/pixel go to the last band
     return {"by_intensity": [round(float(np.sum(e.flat[i] ** 2)) / total, 4) for i in parts],
