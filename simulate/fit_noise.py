@@ -224,7 +224,7 @@ def fit_camera(image: np.ndarray, *, offset: float | None = None, dark: np.ndarr
         o, read_adu2, share = peak
         report.append(f"offset {o:.4g} ADU and read noise {math.sqrt(read_adu2):.3g} ADU from the "
                       f"zero-photon peak of the darkest regions ({100 * share:.0f} % of their "
-                      f"pixels within a quarter of one electron's mean pulse of their median)")
+                      f"pixels within {PEAK_WINDOW:g} of one electron's mean pulse of their median)")
     else:
         o = _offset(image, line, spread, m0, report)
         read_adu2 = max(v0 - 1 / 12 - slope * (m0 - o), 0.0)
