@@ -46,7 +46,8 @@ from restore.checkpoints import load_model
 from restore.config import RunConfig
 from restore.metrics import fit_affine, normalise_gt, scores
 from restore.predict import predict
-from restore.train import ensure_trained, read_log
+from restore.refine import stage_totals
+from restore.train import ensure_trained
 from simulate.fit import check_image, fit_image, plot_fit
 from simulate.fit_noise import fit_camera
 from simulate.tiff import read_image
@@ -72,9 +73,10 @@ def find_pairs(folder: Path) -> dict[str, tuple[Path, Path]]:
     return pairs
 
 
-def gaussian_best(x: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, dict, float]:
-    """The Gaussian filter of the best PSNR against the reference."""
-    rows = [(s, scores(gaussian_filter(x, s), ref)) for s in SIGMAS]
+def gaussian_best(x: np.ndarray, ref: np.ndarray,
+                  region: tuple[slice, ...] = ()) -> tuple[np.ndarray, dict, float]:
+    """The Gaussian filter of the best PSNR against the reference (scored in ``region`` only)."""
+    rows = [(s, scores(gaussian_filter(x, s)[region], ref[region])) for s in SIGMAS]
     s, sc = max(rows, key=lambda r: r[1]["psnr"])
     return gaussian_filter(x, s), sc, s
 
@@ -99,8 +101,10 @@ def vst_camera(x: np.ndarray, bits: int) -> tuple[float, float, float]:
     return line.slope, cam["offset"], float(np.sqrt(max(line.variance(cam["offset"]), 0.0)) / line.slope)
 
 
-def bm3d_best(x: np.ndarray, ref: np.ndarray, cam_line) -> tuple[np.ndarray, dict, float] | None:
-    """BM3D after the variance-stabilising transform, its σ factor tuned on the reference."""
+def bm3d_best(x: np.ndarray, ref: np.ndarray, cam_line,
+              region: tuple[slice, ...] = ()) -> tuple[np.ndarray, dict, float] | None:
+    """BM3D after the variance-stabilising transform, its σ factor tuned on the reference
+    (scored in ``region`` only)."""
     try:
         import bm3d
     except ImportError:
@@ -110,15 +114,15 @@ def bm3d_best(x: np.ndarray, ref: np.ndarray, cam_line) -> tuple[np.ndarray, dic
     best = None
     for f in BM3D_FACTORS:
         out = inverse_anscombe(bm3d.bm3d(z.astype(np.float32), f), slope, offset, read)
-        sc = scores(out, ref)
+        sc = scores(out[region], ref[region])
         if best is None or sc["psnr"] > best[1]["psnr"]:
             best = (out, sc, f)
     return best
 
 
-def camera_check(low: Path, high: Path, run_dir: Path, seed: int = 0) -> dict:
-    """Scores (input, VST + BM3D, network) on the high image scaled to the low one and captured
-    by the run's fitted camera (one frame of ``seed``), against the high image."""
+def camera_frame(low: Path, high: Path, run_dir: Path, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(frame, reference): the high image mapped affinely onto the low one's ADU and captured
+    by the run's fitted camera (one frame of ``seed``), and the high image itself."""
     from simulate.camera import Camera
     from simulate.config import CameraConfig
 
@@ -127,7 +131,13 @@ def camera_check(low: Path, high: Path, run_dir: Path, seed: int = 0) -> dict:
     fitted = yaml.safe_load((run_dir / "fit.yaml").read_text())
     cam = Camera.from_config(CameraConfig.model_validate(fitted["camera"]))
     photons = np.maximum(cam.photons_from_expected((a * ref + b).astype(np.float32)), 0)
-    noisy = np.asarray(cam.capture(photons, np.random.default_rng(seed)), np.float32)
+    return np.asarray(cam.capture(photons, np.random.default_rng(seed)), np.float32), ref
+
+
+def camera_check(low: Path, high: Path, run_dir: Path, seed: int = 0) -> dict:
+    """Scores (input, VST + BM3D, network) on :func:`camera_frame`, against the high image."""
+    noisy, ref = camera_frame(low, high, run_dir, seed)
+    fitted = yaml.safe_load((run_dir / "fit.yaml").read_text())
     rows = {"input": scores(noisy, ref),
             "network": scores(predict(load_model(run_dir)[0], noisy, "YX", augment=True), ref)}
     bm = bm3d_best(noisy, ref, vst_camera(noisy, fitted["camera"]["bits"] or 32))
@@ -207,7 +217,7 @@ def run_pair(name: str, low: Path, high: Path, minutes: float, out: Path,
     classical = [k for k in ("gaussian", "vst+bm3d") if k in rows]
     best = max(classical, key=lambda k: rows[k]["psnr"])
     result = {"pair": name, "low": low.name, "high": high.name, "psf": psf or "widefield",
-              "refine": refine, "rounds": rounds if refine else 0, "steps": steps(run_dir),
+              "refine": refine, "rounds": rounds if refine else 0, "steps": stage_totals(run_dir)[0],
               "overrides": overrides or [], "sample": sample or "fitted",
               "fit_seconds": round(fit_seconds, 1),
               "gaussian_sigma": sigma, "bm3d_factor": factor if b is not None else None,
@@ -228,12 +238,6 @@ def save_row(result: dict, *paths: Path) -> None:
     """Write a pair's result row as JSON to each path (the run's cache and the report)."""
     for path in paths:
         path.write_text(json.dumps(result, indent=2))
-
-
-def steps(run_dir: Path) -> int:
-    """Training steps of a run folder, its refinement stages included."""
-    logs = [run_dir, *sorted((run_dir / "stages").glob("[0-9]*"))]
-    return int(sum(read_log(d)[-1]["step"] for d in logs if (d / "log.csv").exists()))
 
 
 def figure(name: str, images: dict[str, np.ndarray], ref: np.ndarray, path: Path) -> None:

@@ -34,6 +34,7 @@ from simulate.tiff import read_image
 
 from .checkpoints import load_model
 from .config import RefineConfig, RunConfig
+from .runlog import read_log
 
 STAGES = "stages"
 
@@ -104,3 +105,12 @@ def restore_images(model_dir: Path, images: list[tuple[str, np.ndarray]], folder
     model = load_model(model_dir)[0]
     for name, a in todo:
         write_tiff(folder / name, predict(model, a, "YX", augment=True, device=device), spacing)
+
+
+def stage_totals(out: str | Path) -> tuple[int, float]:
+    """(steps, seconds) of a run folder summed over its refinement stages (the last row of
+    each stage's log; a run without stages: its own log's last row, or (0, 0))."""
+    out = Path(out)
+    folders = [*sorted((out / STAGES).glob("[0-9]*")), out]
+    rows = [log[-1] for f in folders if (f / "log.csv").exists() and (log := read_log(f))]
+    return int(sum(r["step"] for r in rows)), float(sum(r["seconds"] for r in rows))

@@ -397,6 +397,5 @@ def _train_refined(run: RunConfig, out: str | Path, *, resume: bool = False,
                         init=stages[k - 1][0] if k and not again else None)
         if summary["status"] == "interrupted":
             break
-    logs = [read_log(f)[-1] for f, _ in stages if (f / "log.csv").exists() and read_log(f)]
-    return summary | {"steps": int(sum(r["step"] for r in logs)),
-                      "seconds": sum(r["seconds"] for r in logs)}
+    steps, seconds = refine.stage_totals(out)
+    return summary | {"steps": steps, "seconds": seconds}
