@@ -28,13 +28,16 @@ semi-synthetic network beats BM3D by more there than on the real frame, the came
 what costs the difference.
 
 Writes ``DIR/<pair>_bounds.json`` (reused when it exists: delete it to score again) and
-``DIR/bounds.md``; run folders in ``DIR/bounds/<pair>/`` are reused when finished. The data are read from their path, never copied (the halves are
-written as TIFFs into the run folders, which git ignores).
+``DIR/bounds.md``; run folders in ``DIR/bounds/<pair>/`` are reused when finished. The data
+are read from their path, never copied (the halves are written as TIFFs into the run folders,
+which git ignores). Each row also holds ``residual_power_ratio``: per band of spatial
+frequency, the power of (real frame − reference) over that of (model frame − reference).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
@@ -104,9 +107,14 @@ def bounds_pair(name: str, low: Path, high: Path, runs: Path, minutes: float, ou
     left, right = halves(x.shape)
     base = out / "bounds" / name
     row_file = out / f"{name}_bounds.json"
+    frame, _ = camera_frame(low, high, sim_dir)
     if row_file.exists():
         print(f"{name}: reusing the scored row {row_file}")
-        return json.loads(row_file.read_text())
+        result = json.loads(row_file.read_text())
+        if "residual_power_ratio" not in result:
+            result["residual_power_ratio"] = residual_power_ratio(x, frame, ref)
+            row_file.write_text(json.dumps(result, indent=2))
+        return result
     pairs_dir, clean_dir = base / "pairs", base / "clean"
     if not pairs_dir.exists():
         write_pair_tiles(x[left], ref[left], pairs_dir)
@@ -122,14 +130,32 @@ def bounds_pair(name: str, low: Path, high: Path, runs: Path, minutes: float, ou
     nets = {"simulation": sim_dir, "semi-synthetic": base / "semi", "real pairs": base / "real"}
     bits = meta.get("bits") or 32
     rows = right_half_scores(x, ref, right, nets, bits)
-    frame, _ = camera_frame(low, high, sim_dir)
     best = max((k for k in ("gaussian", "vst+bm3d") if k in rows), key=lambda k: rows[k]["psnr"])
     result = {"pair": name, "minutes": minutes, "scores": rows, "best_classical": best,
               "over_best_classical": {k: round(rows[k]["psnr"] - rows[best]["psnr"], 3)
                                       for k in nets},
-              "camera_model": right_half_scores(frame, ref, right, nets, bits)}
+              "camera_model": right_half_scores(frame, ref, right, nets, bits),
+              "residual_power_ratio": residual_power_ratio(x, frame, ref)}
     row_file.write_text(json.dumps(result, indent=2))
     return result
+
+
+BANDS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)  # cycles/pixel
+
+
+def residual_power_ratio(x: np.ndarray, frame: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """Per band of spatial frequency: the power of the real frame's residual (``x`` minus the
+    reference mapped onto it) over that of the camera model's frame. 1 everywhere: the model's
+    noise has the real spectrum; above 1 at low frequencies only: the frame and the reference
+    differ in structure (motion, drift, bleaching), which no camera model reproduces."""
+    r = np.c_[ref.ravel(), np.ones(ref.size)]
+    mu = (r @ np.linalg.lstsq(r, x.ravel().astype(np.float64), rcond=None)[0]).reshape(x.shape)
+    k = np.hypot(np.fft.fftfreq(x.shape[0])[:, None], np.fft.fftfreq(x.shape[1])[None, :])
+    power = [np.abs(np.fft.fft2(d - d.mean())) ** 2 for d in (x - mu, frame - mu)]
+    edges = [*BANDS, np.inf]
+    return {f"{a:g}-{b:g}": round(float(power[0][(k >= a) & (k < b)].sum()
+                                        / power[1][(k >= a) & (k < b)].sum()), 3)
+            for a, b in itertools.pairwise(edges)}
 
 
 def right_half_scores(x: np.ndarray, ref: np.ndarray, right: tuple[slice, slice],
