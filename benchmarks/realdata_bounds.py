@@ -30,8 +30,8 @@ what costs the difference.
 Writes ``DIR/<pair>_bounds.json`` (reused when it exists: delete it to score again) and
 ``DIR/bounds.md``; run folders in ``DIR/bounds/<pair>/`` are reused when finished. The data
 are read from their path, never copied (the halves are written as TIFFs into the run folders,
-which git ignores). Each row also holds ``residual_power_ratio``: per band of spatial
-frequency, the power of (real frame − reference) over that of (model frame − reference).
+which git ignores). Each row also compares the real frame's noise with the camera model's
+(``residual``: :func:`residual_stats`).
 """
 
 from __future__ import annotations
@@ -111,8 +111,9 @@ def bounds_pair(name: str, low: Path, high: Path, runs: Path, minutes: float, ou
     if row_file.exists():
         print(f"{name}: reusing the scored row {row_file}")
         result = json.loads(row_file.read_text())
-        if "residual_power_ratio" not in result:
-            result["residual_power_ratio"] = residual_power_ratio(x, frame, ref)
+        if "residual" not in result:
+            result.pop("residual_power_ratio", None)
+            result["residual"] = residual_stats(x, frame, ref)
             row_file.write_text(json.dumps(result, indent=2))
         return result
     pairs_dir, clean_dir = base / "pairs", base / "clean"
@@ -135,7 +136,7 @@ def bounds_pair(name: str, low: Path, high: Path, runs: Path, minutes: float, ou
               "over_best_classical": {k: round(rows[k]["psnr"] - rows[best]["psnr"], 3)
                                       for k in nets},
               "camera_model": right_half_scores(frame, ref, right, nets, bits),
-              "residual_power_ratio": residual_power_ratio(x, frame, ref)}
+              "residual": residual_stats(x, frame, ref)}
     row_file.write_text(json.dumps(result, indent=2))
     return result
 
@@ -143,19 +144,38 @@ def bounds_pair(name: str, low: Path, high: Path, runs: Path, minutes: float, ou
 BANDS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)  # cycles/pixel
 
 
-def residual_power_ratio(x: np.ndarray, frame: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    """Per band of spatial frequency: the power of the real frame's residual (``x`` minus the
-    reference mapped onto it) over that of the camera model's frame. 1 everywhere: the model's
-    noise has the real spectrum; above 1 at low frequencies only: the frame and the reference
-    differ in structure (motion, drift, bleaching), which no camera model reproduces."""
-    r = np.c_[ref.ravel(), np.ones(ref.size)]
-    mu = (r @ np.linalg.lstsq(r, x.ravel().astype(np.float64), rcond=None)[0]).reshape(x.shape)
+def residual_stats(x: np.ndarray, frame: np.ndarray, ref: np.ndarray) -> dict:
+    """How the real frame's residual (``x`` minus the reference mapped onto it) compares with
+    the camera model's (``frame`` minus the same): ``power_ratio``, real over model power per
+    band of spatial frequency (1 everywhere: the model's noise has the real spectrum; above 1
+    at low frequencies only: the frame and the reference differ in structure, e.g. motion,
+    drift or bleaching, which no camera model reproduces); ``by_intensity``, per eighth of the
+    reference's intensities, the residuals' variance, skewness and kurtosis (real, model);
+    ``neighbour_correlation``, (horizontal, vertical) for each."""
+    a = np.c_[ref.ravel(), np.ones(ref.size)]
+    mu = (a @ np.linalg.lstsq(a, x.ravel().astype(np.float64), rcond=None)[0]).reshape(x.shape)
+    res = {"real": x - mu, "model": frame - mu}
     k = np.hypot(np.fft.fftfreq(x.shape[0])[:, None], np.fft.fftfreq(x.shape[1])[None, :])
-    power = [np.abs(np.fft.fft2(d - d.mean())) ** 2 for d in (x - mu, frame - mu)]
-    edges = [*BANDS, np.inf]
-    return {f"{a:g}-{b:g}": round(float(power[0][(k >= a) & (k < b)].sum()
-                                        / power[1][(k >= a) & (k < b)].sum()), 3)
-            for a, b in itertools.pairwise(edges)}
+    power = {n: np.abs(np.fft.fft2(r - r.mean())) ** 2 for n, r in res.items()}
+    bands = [(lo, hi, (k >= lo) & (k < hi)) for lo, hi in itertools.pairwise([*BANDS, np.inf])]
+    parts = np.array_split(np.argsort(mu, axis=None), 8)
+
+    def moments(r: np.ndarray) -> list[float]:
+        c = r - r.mean()
+        v = float(np.mean(c**2))
+        return [round(v, 3), round(float(np.mean(c**3)) / v**1.5, 3),
+                round(float(np.mean(c**4)) / v**2, 3)]
+
+    return {"power_ratio": {f"{lo:g}-{hi:g}": round(float(power["real"][m].sum()
+                                                          / power["model"][m].sum()), 3)
+                            for lo, hi, m in bands},
+            "by_intensity": [{"mean": round(float(mu.flat[i].mean()), 3),
+                              **{n: moments(r.flat[i]) for n, r in res.items()}} for i in parts],
+            "neighbour_correlation": {n: [round(float(np.corrcoef(r[:, 1:].ravel(),
+                                                                   r[:, :-1].ravel())[0, 1]), 4),
+                                          round(float(np.corrcoef(r[1:].ravel(),
+                                                                   r[:-1].ravel())[0, 1]), 4)]
+                                      for n, r in res.items()}}
 
 
 def right_half_scores(x: np.ndarray, ref: np.ndarray, right: tuple[slice, slice],
