@@ -73,9 +73,6 @@ class TrainConfig(Settings):
                                 "(default: the cores but two, at most 8)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool | None = Field(None, description="bfloat16 autocast (default: on for CUDA)")
-    ema: float | None = Field(None, gt=0, lt=1, description="decay of an exponential moving "
-                              "average of the weights, which validation, best.pt and predict "
-                              "use (e.g. 0.999); None: the last weights")
     seed: int = Field(0, ge=0, description="seed of the network's initial weights")
     refine: RefineConfig = RefineConfig()
 

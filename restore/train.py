@@ -36,7 +36,6 @@ from . import ddp, losses, refine
 from .checkpoints import CHECKPOINTS, load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .data import BatchStream, model_ndim
-from .ema import weight_average
 from .metrics import psnr_from_mse
 from .runlog import RunLog, read_log
 from .sources import TrainData, check_data, folder_data, simulated_data
@@ -136,7 +135,6 @@ class Session:
     elapsed: float = 0.0  # training seconds (validation and checkpoints not counted)
     group: ddp.Group | None = None  # the torchrun job this rank belongs to (None: one process)
     net: torch.nn.Module | None = None  # what a step trains through (the model, or its DDP)
-    ema: torch.nn.Module | None = None  # the weight average (train.ema), set up with the session
 
     def __post_init__(self) -> None:
         t, cuda = self.run.train, self.device.type == "cuda"
@@ -144,8 +142,6 @@ class Session:
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
         self.memory_format = memory_format_for(self.model.cfg.ndim)
         self.loss_fn = losses.get(t.loss)
-        if t.ema is not None:
-            self.ema = weight_average(self.model, t.ema)
 
     def resume(self) -> None:
         """Model, optimiser, scheduler and counters from ``last.pt``; only the budget (steps,
@@ -155,9 +151,7 @@ class Session:
         if _without_budget(saved) != _without_budget(self.run.model_dump(mode="json")):
             raise SynthcareError(f"--resume: {self.out} was trained with another configuration "
                                  "(only train.steps and train.minutes may change)")
-        self.model.load_state_dict(ck.get("raw_model", ck["model"]))
-        if self.ema is not None and "ema" in ck:
-            self.ema.load_state_dict(ck["ema"])
+        self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["scheduler"])
         self.step, self.best, self.elapsed = ck["step"], ck["best_val"], ck["seconds"]
@@ -165,25 +159,18 @@ class Session:
     def checkpoint(self, name: str) -> None:
         if self.group is not None and not self.group.main:
             return  # rank 0 writes for the group
-        averaged = {} if self.ema is None else {"raw_model": self.model.state_dict(),
-                                                "ema": self.ema.state_dict()}
-        save_checkpoint(self.out / name, averaged | {
-            "model": self.used().state_dict(), "optimizer": self.opt.state_dict(),
+        save_checkpoint(self.out / name, {
+            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(), "step": self.step, "best_val": self.best,
             "seconds": self.elapsed, "unet": self.model.cfg.to_dict(),
             "run": self.run.model_dump(mode="json"),
             "pairs": str(self.pairs) if self.pairs is not None else None, "versions": versions()})
 
-    def used(self) -> UNet:
-        """The network that validates and is handed on: the weight average, or the model."""
-        return self.model if self.ema is None else self.ema.module
-
     def validate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         """Validation loss and PSNR (dB) on the fixed set."""
-        net = self.used()
-        net.eval()
+        self.model.eval()
         with torch.no_grad(), self.autocast:
-            pred = net(x.to(memory_format=self.memory_format)).float()
+            pred = self.model(x.to(memory_format=self.memory_format)).float()
         self.model.train()
         prob = self.model.cfg.probabilistic
         return float(self.loss_fn(pred, y)), psnr(losses.mean_of(pred, prob), y)
@@ -287,8 +274,6 @@ def _loop(s: Session, data: TrainData, log: RunLog, progress: bool) -> dict:
             # no .item() per step: the GPU never waits for the host
             window = window + train_step(s.net or s.model, s.opt, s.loss_fn, x, y,
                                          autocast=s.autocast, lr=lr)
-            if s.ema is not None:
-                s.ema.update_parameters(s.model)
             s.step += 1
             window_steps += 1
             now = time.perf_counter()
