@@ -22,6 +22,9 @@ is not what limits the network (the sample prior and the training budget are).
 Each pair's JSON also says where the network's and BM3D's errors lie (``errors``: shares of
 the squared error by reference brightness and by spatial frequency, :func:`error_breakdown`).
 
+What a pair allows at all (a network trained on its true sample, scored on the other half):
+``benchmarks/realdata_bounds.py``, which reuses this script's run folders.
+
 Writes ``DIR/<pair>.json``, ``DIR/<pair>.png`` (crops of every method), the fit's figure
 ``DIR/<pair>_fit.png``, and ``DIR/results.md``. Run folders (``DIR/runs/<pair>``, ignored by
 git) are reused: an interrupted benchmark resumes. The data are read from their path, never
