@@ -10,10 +10,10 @@ right half only), each network with the fitted run's architecture, patches and m
 
 - **semi-synthetic**: the left half of the high image, mapped affinely onto the low image's
   ADU, is the expected image and the fitted camera records it on the fly (``sample.images``,
-  units ``adu``). The sample is the real one and only the camera is modelled: what a perfect
-  sample prior would give at this budget, the bar for "beat the best classical baseline by
-  ≥ 1 dB where the pair allows it"; its distance to the simulation network is the sample
-  prior's share of the gap.
+  units ``adu``). The sample is the specimen itself (half an image of it) and only the camera
+  is modelled: the best-informed training available, the bar for "beat the best classical
+  baseline by ≥ 1 dB where the pair allows it"; its distance to the simulation network is the
+  sample prior's share of the gap.
 - **real pairs**: trained on the left half's real low/high pair (``train --pairs``; seven
   128×128 tiles train, the eighth validates). One noise realisation of half an image is little
   data: this network learns that realisation, so it shows what one acquired pair gives, not a
@@ -24,8 +24,10 @@ right half only), each network with the fitted run's architecture, patches and m
 
 The same rows are scored a second time on the high image recorded by the fitted camera
 (``realdata.camera_frame``): the camera model's noise in place of the real one. Where the
-semi-synthetic network beats BM3D by more there than on the real frame, the camera model is
-what costs the difference.
+semi-synthetic network beats BM3D by more there than on the real frame, either the camera
+model or the pair costs the difference; ``residual`` tells which (real noise with the model's
+statistics but extra power at low frequencies: the frame and the reference differ in
+structure, e.g. moving cells).
 
 Writes ``DIR/<pair>_bounds.json`` (reused when it exists: delete it to score again) and
 ``DIR/bounds.md``; run folders in ``DIR/bounds/<pair>/`` are reused when finished. The data
