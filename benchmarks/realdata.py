@@ -123,23 +123,29 @@ def bm3d_best(x: np.ndarray, ref: np.ndarray, cam_line,
     return best
 
 
-def camera_frame(low: Path, high: Path, run_dir: Path, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(frame, reference): the high image mapped affinely onto the low one's ADU and captured
-    by the run's fitted camera (one frame of ``seed``), and the high image itself."""
+def onto(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``ref`` mapped affinely (least squares) onto the values of ``x``: the reference in the
+    low image's ADU, float64."""
+    a = np.c_[ref.ravel(), np.ones(ref.size)].astype(np.float64)
+    return (a @ np.linalg.lstsq(a, x.ravel().astype(np.float64), rcond=None)[0]).reshape(ref.shape)
+
+
+def camera_frame(x: np.ndarray, ref: np.ndarray, run_dir: Path, seed: int = 0) -> np.ndarray:
+    """The high image ``ref`` mapped onto the low image ``x`` (:func:`onto`) and captured by the
+    run's fitted camera (one frame of ``seed``), float32 ADU."""
     from simulate.camera import Camera
     from simulate.config import CameraConfig
 
-    x, ref = (check_image(read_image(p)[0]).astype(np.float64) for p in (low, high))
-    a, b = np.linalg.lstsq(np.c_[ref.ravel(), np.ones(ref.size)], x.ravel(), rcond=None)[0]
     fitted = yaml.safe_load((run_dir / "fit.yaml").read_text())
     cam = Camera.from_config(CameraConfig.model_validate(fitted["camera"]))
-    photons = np.maximum(cam.photons_from_expected((a * ref + b).astype(np.float32)), 0)
-    return np.asarray(cam.capture(photons, np.random.default_rng(seed)), np.float32), ref
+    photons = np.maximum(cam.photons_from_expected(onto(ref, x).astype(np.float32)), 0)
+    return np.asarray(cam.capture(photons, np.random.default_rng(seed)), np.float32)
 
 
 def camera_check(low: Path, high: Path, run_dir: Path, seed: int = 0) -> dict:
     """Scores (input, VST + BM3D, network) on :func:`camera_frame`, against the high image."""
-    noisy, ref = camera_frame(low, high, run_dir, seed)
+    x, ref = (check_image(read_image(p)[0]).astype(np.float64) for p in (low, high))
+    noisy = camera_frame(x, ref, run_dir, seed)
     fitted = yaml.safe_load((run_dir / "fit.yaml").read_text())
     rows = {"input": scores(noisy, ref),
             "network": scores(predict(load_model(run_dir)[0], noisy, "YX", augment=True), ref)}

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 from common import emit
-from realdata import bm3d_best, camera_frame, find_pairs, gaussian_best, vst_camera
+from realdata import bm3d_best, camera_frame, find_pairs, gaussian_best, onto, vst_camera
 from tifffile import imwrite
 
 from restore.checkpoints import load_model
@@ -79,12 +79,6 @@ def write_pair_tiles(x: np.ndarray, y: np.ndarray, folder: Path) -> None:
             k += 1
 
 
-def to_adu(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """The reference mapped affinely (least squares) onto the low image's ADU."""
-    a, b = np.linalg.lstsq(np.c_[ref.ravel(), np.ones(ref.size)], x.ravel(), rcond=None)[0]
-    return (a * ref + b).astype(np.float32)
-
-
 def fitted_run(run_dir: Path, minutes: float, sample_images: str | None = None) -> RunConfig:
     """The pair's fitted configuration, ``minutes`` of training without refinement; with
     ``sample_images``, the sample is that folder's expected images in ADU."""
@@ -109,7 +103,7 @@ def bounds_pair(name: str, low: Path, high: Path, runs: Path, minutes: float, ou
     left, right = halves(x.shape)
     base = out / "bounds" / name
     row_file = out / f"{name}_bounds.json"
-    frame, _ = camera_frame(low, high, sim_dir)
+    frame = camera_frame(x, ref, sim_dir)
     if row_file.exists():
         print(f"{name}: reusing the scored row {row_file}")
         result = json.loads(row_file.read_text())
@@ -123,7 +117,7 @@ def bounds_pair(name: str, low: Path, high: Path, runs: Path, minutes: float, ou
         write_pair_tiles(x[left], ref[left], pairs_dir)
     if not clean_dir.exists():
         clean_dir.mkdir(parents=True)
-        imwrite(clean_dir / "high_left.tif", to_adu(ref, x)[left])
+        imwrite(clean_dir / "high_left.tif", onto(ref, x)[left].astype(np.float32))
     runs_of = {"real pairs": (base / "real", fitted_run(sim_dir, minutes), pairs_dir),
                "semi-synthetic": (base / "semi", fitted_run(sim_dir, minutes, str(clean_dir)), None)}
     for label, (run_dir, run, pairs) in runs_of.items():
@@ -154,8 +148,7 @@ def residual_stats(x: np.ndarray, frame: np.ndarray, ref: np.ndarray) -> dict:
     drift or bleaching, which no camera model reproduces); ``by_intensity``, per eighth of the
     reference's intensities, the residuals' variance, skewness and kurtosis (real, model);
     ``neighbour_correlation``, (horizontal, vertical) for each."""
-    a = np.c_[ref.ravel(), np.ones(ref.size)]
-    mu = (a @ np.linalg.lstsq(a, x.ravel().astype(np.float64), rcond=None)[0]).reshape(x.shape)
+    mu = onto(ref, x)
     res = {"real": x - mu, "model": frame - mu}
     k = np.hypot(np.fft.fftfreq(x.shape[0])[:, None], np.fft.fftfreq(x.shape[1])[None, :])
     power = {n: np.abs(np.fft.fft2(r - r.mean())) ** 2 for n, r in res.items()}
