@@ -101,3 +101,41 @@ def test_refining_a_3d_run_is_one_clear_line(tmp_path):
     run = load_run("denoise3d", None, [f"train.refine.images=[{tmp_path / 'raw.tif'}]"])
     with pytest.raises(SynthcareError, match="refines 2D runs"):
         read_refine_images(run)
+
+
+def _band_power(a, width=0.05):
+    from scipy.fft import dctn
+
+    from restore.refine import radial_bands
+
+    band = radial_bands(a.shape, width)[0]
+    return np.bincount(band.ravel(), dctn(a - a.mean(), norm="ortho").ravel() ** 2)
+
+
+def test_match_spectrum_restores_the_power_a_smooth_restoration_lost():
+    from scipy.ndimage import gaussian_filter
+
+    from restore.refine import match_spectrum
+    from simulate.camera import Camera
+    from simulate.config import CameraConfig
+
+    rng = np.random.default_rng(3)
+    spots = np.zeros((256, 256))
+    spots[tuple(rng.integers(0, 256, (2, 600)))] = rng.uniform(50, 150, 600)
+    photons = gaussian_filter(spots, 1.5) + 2.0  # a specimen with power up to ~0.15 cycles/pixel
+    cam = Camera.from_config(CameraConfig(photons=20, qe=1.0, gain=2.0, offset=100, read_noise=2.0))
+    clean = np.asarray(cam.expected(photons.astype(np.float32)), np.float64)
+    raw = np.asarray(cam.capture(photons.astype(np.float32), np.random.default_rng(0)), np.float64)
+    smooth = gaussian_filter(clean, 1.2)  # a restoration that kept too little detail
+    out = match_spectrum(smooth, raw, cam)
+    p_clean, p_smooth, p_out = _band_power(clean), _band_power(smooth), _band_power(out)
+    snr = p_clean / (_band_power(raw - clean) + 1e-30)
+    lost = (p_clean > 1.5 * p_smooth) & (snr > 0.5)
+    assert lost.sum() >= 2  # the test exercises bands the restoration lost, above the noise
+    assert np.all(np.abs(p_out[lost] / p_clean[lost] - 1) < 0.25)
+    assert np.all(p_out[1:] >= 0.99 * p_smooth[1:])  # only ever raised
+    assert abs(out.mean() - smooth.mean()) < 0.01 * smooth.std()
+    assert out.min() >= 100.0  # never below the zero-photon level
+    # a restoration that already has the specimen's power is left (nearly) as it is
+    same = match_spectrum(clean, raw, cam)
+    assert np.sqrt(np.mean((same - clean) ** 2)) < 0.05 * clean.std()
