@@ -30,9 +30,6 @@ class RefineConfig(Settings):
                          "first, library-only stage takes; the rounds share the rest equally")
     rounds: int = Field(1, ge=1, le=5, description="refinement stages (each restores the images "
                         "anew with the latest network)")
-    sharpen: bool = Field(False, description="raise each restoration's power spectrum to the "
-                          "clean image's (the raw image's minus the camera noise's) before it "
-                          "serves as a sample (restore.refine.match_spectrum)")
 
 
 class TrainConfig(Settings):

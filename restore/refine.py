@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 from simulate import SynthcareError, write_tiff
-from simulate.camera import Camera
 from simulate.tiff import read_image
 
 from .checkpoints import load_model
@@ -93,11 +92,10 @@ def restored_folder(out: Path, k: int) -> Path:
 
 
 def restore_images(model_dir: Path, images: list[tuple[str, np.ndarray]], folder: Path,
-                   spacing: tuple[float, float], device: str | None = None,
-                   camera: Camera | None = None) -> None:
+                   spacing: tuple[float, float], device: str | None = None) -> None:
     """Restore each raw image with the model in ``model_dir`` (8-fold test-time augmentation)
     and write it (ADU, pixel ``spacing`` µm) atomically into ``folder``; images already there are
-    kept. With ``camera`` (the run's), each restoration is first :func:`match_spectrum`-ed."""
+    kept."""
     from .predict import predict
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -106,76 +104,7 @@ def restore_images(model_dir: Path, images: list[tuple[str, np.ndarray]], folder
         return
     model = load_model(model_dir)[0]
     for name, a in todo:
-        r = predict(model, a, "YX", augment=True, device=device)
-        write_tiff(folder / name, r if camera is None else match_spectrum(r, a, camera), spacing)
-
-
-def radial_bands(shape: tuple[int, int], width: float) -> tuple[np.ndarray, np.ndarray]:
-    """(band index of every DCT-II coefficient of a ``shape`` image, band centres in cycles per
-    pixel): coefficient (ky, kx) lies at frequency hypot(ky / 2ny, kx / 2nx); bands ``width``
-    wide from 0."""
-    fy = np.arange(shape[0])[:, None] / (2.0 * shape[0])
-    fx = np.arange(shape[1])[None, :] / (2.0 * shape[1])
-    band = (np.hypot(fy, fx) / width).astype(np.int64)
-    return band, (np.arange(band.max() + 1) + 0.5) * width
-
-
-def match_spectrum(restored: np.ndarray, raw: np.ndarray, camera: Camera, *, seed: int = 0,
-                   draws: int = 2, width: float = 0.02, max_noise: float = 5.0,
-                   max_gain: float = 4.0) -> np.ndarray:
-    """A restoration with its radially averaged power spectrum raised to the clean image's.
-
-    A restoration is the mean of what the raw image allows; it keeps less power than the
-    specimen wherever the noise dominates, so a network refined on it learns images smoother
-    than the specimen and restores them smoother still. The clean image's power per frequency
-    band is the raw image's minus the camera noise's (``draws`` frames of ``camera`` on the
-    restoration, minus their mean); in every band where it is at least ``1 / max_noise`` of the
-    noise's, the restoration's coefficients are scaled by sqrt(clean / restored) (1 to
-    ``max_gain``); beyond the first band that is not, by the last such gain. DCT-II (mirror
-    boundaries, no wrap-around ringing); the gain is interpolated between band centres.
-
-    Parameters
-    ----------
-    restored, raw : (y, x) images in ADU.
-    camera : the run's camera model.
-    width : band width, cycles/pixel.
-
-    Returns
-    -------
-    (y, x) float32 ADU, not below the camera's zero-photon level.
-    """
-    from scipy.fft import dctn, idctn
-
-    r = np.asarray(restored, np.float64)
-    photons = np.maximum(camera.photons_from_expected(r), 0).astype(np.float32)
-    mean = np.asarray(camera.expected(photons), np.float64)
-    rng = np.random.default_rng(seed)
-    band, centres = radial_bands(r.shape, width)
-    band[0, 0] = -1  # the mean is kept
-
-    def power(a: np.ndarray) -> np.ndarray:
-        c = dctn(a, norm="ortho") ** 2
-        return np.bincount(band.ravel() + 1, c.ravel(), len(centres) + 1)[1:]
-
-    count = np.bincount(band.ravel() + 1, minlength=len(centres) + 1)[1:]
-    noise = sum(power(np.asarray(camera.capture(photons, rng), np.float64) - mean)
-                for _ in range(draws)) / draws
-    clean = power(np.asarray(raw, np.float64)) - noise
-    ours = power(r)
-    gain = np.ones(len(centres))
-    last = 1.0
-    for b in range(len(centres)):
-        if count[b] and clean[b] > 0 and noise[b] <= max_noise * clean[b] and ours[b] > 0:
-            last = float(np.clip(np.sqrt(clean[b] / ours[b]), 1.0, max_gain))
-        elif count[b] and b:
-            gain[b:] = last
-            break
-        gain[b] = last
-    f = np.hypot(*np.meshgrid(np.arange(r.shape[0]) / (2.0 * r.shape[0]),
-                              np.arange(r.shape[1]) / (2.0 * r.shape[1]), indexing="ij"))
-    out = idctn(dctn(r, norm="ortho") * np.interp(f, centres, gain), norm="ortho")
-    zero = float(camera.expected(np.zeros(1, np.float32))[0])
-    return np.maximum(out, zero).astype(np.float32)
+        write_tiff(folder / name, predict(model, a, "YX", augment=True, device=device), spacing)
 
 
 def stage_totals(out: str | Path) -> tuple[int, float]:

@@ -30,7 +30,6 @@ import torch
 from tqdm.auto import tqdm
 
 from simulate import SimConfig, SynthcareError, atomic_write, ensure_writable, versions
-from simulate.camera import Camera
 from simulate.paths import check_output_folder, folder_lock
 
 from . import ddp, losses, refine
@@ -387,9 +386,7 @@ def _train_refined(run: RunConfig, out: str | Path, *, resume: bool = False,
     for k, (folder, cfg) in enumerate(stages):
         if k:
             refine.restore_images(stages[k - 1][0], images, refine.restored_folder(out, k),
-                                  (run.sampling.pixel, run.sampling.pixel), device,
-                                  Camera.from_config(run.camera) if run.train.refine.sharpen
-                                  else None)
+                                  (run.sampling.pixel, run.sampling.pixel), device)
         if finished(folder, cfg):
             continue
         if progress:
