@@ -20,7 +20,9 @@ real one and the network's margin over BM3D is the same as on the real image, th
 is not what limits the network (the sample prior and the training budget are).
 
 Each pair's JSON also says where the network's and BM3D's errors lie (``errors``: shares of
-the squared error by reference brightness and by spatial frequency, :func:`error_breakdown`).
+the squared error by reference brightness and by spatial frequency, :func:`error_breakdown`)
+and whether they are the same errors (``mean_with_bm3d``: the scores of the mean of the two
+restorations, :func:`complementarity`; a diagnostic, not a method).
 
 What a pair allows at all (a network trained on its true sample, scored on the other half):
 ``benchmarks/realdata_bounds.py``, which reuses this script's run folders.
@@ -177,6 +179,14 @@ def error_breakdown(image: np.ndarray, ref: np.ndarray, n_bins: int = 10,
                              for a, b in itertools.pairwise(edges)]}
 
 
+def complementarity(a: np.ndarray, b: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """Scores of the mean of two restorations, each first fitted affinely to the reference as
+    ``scores`` fits it: above both when their errors differ (two networks that erred alike would
+    gain nothing)."""
+    g = normalise_gt(ref)
+    return scores((fit_affine(a, g) + fit_affine(b, g)) / 2, ref)
+
+
 def run_pair(name: str, low: Path, high: Path, minutes: float, out: Path,
              refine: bool = True, rounds: int = 1, check: bool = False,
              overrides: list[str] | None = None, sample: str | None = None) -> dict:
@@ -236,6 +246,8 @@ def run_pair(name: str, low: Path, high: Path, minutes: float, out: Path,
               "fit": fit_file.read_text().split("\ntask:")[0]}
     result["errors"] = {k: error_breakdown(images[k], ref) for k in ("network", "vst+bm3d")
                         if k in images}
+    if b is not None:  # a diagnostic, not a method: do the network and BM3D err alike?
+        result["mean_with_bm3d"] = complementarity(restored, images["vst+bm3d"], ref)
     if check:
         result["camera_check"] = camera_check(low, high, run_dir)
     figure(name, images, ref, out / f"{name}.png")
