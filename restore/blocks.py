@@ -7,9 +7,8 @@ predict` (itself tiled within the slab) with one normalisation for the whole ima
 core written. The padding a whole-image pass would add at the image's end (reflection up to a
 multiple of 2^depth) is added to the last slab before prediction, so every slab sees the pooling
 grid and borders of the whole image: the result equals one pass over the whole image to float
-rounding (3D models with and without test-time augmentation; a 2D model with augmentation
-differs by ~1e-3 when the rows are not a multiple of 2^depth, because the whole pass pads after
-turning the image), while at most one slab, its output and the network's tiles are in memory.
+rounding, with and without test-time augmentation (which pads before it turns the image), while
+at most one slab, its output and the network's tiles are in memory.
 The non-spatial axes (T, S, C, and Z for a 2D model) are looped over, each index an image of its
 own as in :func:`restore.predict.predict`.
 """

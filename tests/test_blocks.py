@@ -39,15 +39,16 @@ def test_a_volume_larger_than_the_budget_equals_one_pass(augment, recorder):
     assert aff.scale == pytest.approx(exact.scale, rel=0.1)  # the exact ones (one slab's: ×2)
 
 
-def test_a_2d_model_restores_each_plane_in_row_slabs():
-    model = _model(2, depth=1, filters=4)  # halo 18 rows
-    stack = np.random.default_rng(5).gamma(2, 50, (3, 120, 33)).astype(np.float32)
-    out = np.zeros_like(stack)
-    budget = 33 * 56 * BYTES_PER_SLAB_VOXEL  # cores of 20 rows
-    predict_blocks(model, stack, "ZYX", out, memory_budget=budget)
+@pytest.mark.parametrize("augment", [False, True])
+def test_a_2d_model_restores_each_plane_in_row_slabs(augment):
+    model = _model(2, depth=2, filters=4)  # halo 44 rows, grid of 4
+    stack = np.random.default_rng(5).gamma(2, 50, (3, 121, 33)).astype(np.float32)
+    out = np.zeros_like(stack)  # neither side a multiple of 4: every view is padded
+    budget = 33 * 96 * BYTES_PER_SLAB_VOXEL  # cores of 8 rows
+    predict_blocks(model, stack, "ZYX", out, memory_budget=budget, augment=augment)
     for z in range(3):  # each plane its own image, with its own normalisation
-        aff = image_affine(stack, (z,), 120, budget // BYTES_PER_SLAB_VOXEL)
-        whole = predict(model, stack[z], "YX", tiles=None, affine=aff)
+        aff = image_affine(stack, (z,), 121, budget // BYTES_PER_SLAB_VOXEL)
+        whole = predict(model, stack[z], "YX", tiles=None, affine=aff, augment=augment)
         assert np.abs(out[z] - whole).max() < 1e-4 * np.abs(whole).max()
 
 
