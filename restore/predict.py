@@ -90,9 +90,7 @@ def predict_normalised(model: UNet, x: np.ndarray, tiles: Sequence[int] | None, 
     """Network output (C_out, *x.shape) for one normalised single-channel image ``x`` whose
     spatial dims match the model; ``tiles`` per axis (None: untiled)."""
     m = model.multiple
-    pads = [(0, (-n) % m) for n in x.shape]
-    mode = "reflect" if all(n > p for n, (_, p) in zip(x.shape, pads, strict=True)) else "edge"
-    xp = np.pad(x, pads, mode=mode) if any(p for _, p in pads) else x
+    xp, crop = padded(x, m)
     n_out = model.cfg.channels_out * (2 if model.cfg.probabilistic else 1)
     if tiles is None or all(t == 1 for t in tiles):
         out = _run(model, xp, device, autocast)
@@ -109,7 +107,7 @@ def predict_normalised(model: UNet, x: np.ndarray, tiles: Sequence[int] | None, 
             y = _run(model, xp[ext], device, autocast)
             inner = tuple(slice(c.start - e.start, c.stop - e.start) for c, e in zip(core, ext, strict=True))
             out[(slice(None), *core)] = y[(slice(None), *inner)]
-    return out[(slice(None), *(slice(0, n) for n in x.shape))]
+    return out[(slice(None), *crop)]
 
 
 def predict(model: UNet, image: np.ndarray, axes: str, tiles: str | Sequence[int] | None = "auto", *,
@@ -186,9 +184,9 @@ def predict(model: UNet, image: np.ndarray, axes: str, tiles: str | Sequence[int
 
 
 def padded(x: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[slice, ...]]:
-    """``x`` padded at the end of every axis to a multiple of ``multiple`` as
-    :func:`predict_normalised` pads it (reflection, or edge values for an axis too short), and
-    the slices that crop an output of the padded shape back to ``x``'s. Test-time augmentation
+    """``x`` padded at the end of every axis to a multiple of ``multiple`` (reflection; edge
+    values if an axis is too short to reflect), and the slices that crop an output of the padded
+    shape back to ``x``'s. Test-time augmentation
     pads before it turns the image, so all eight views (and the slabs of
     :mod:`restore.blocks`) see one padded image."""
     pads = [(0, (-n) % multiple) for n in x.shape]
