@@ -103,13 +103,12 @@ def bounds_pair(name: str, low: Path, high: Path, runs: Path, minutes: float, ou
     left, right = halves(x.shape)
     base = out / "bounds" / name
     row_file = out / f"{name}_bounds.json"
-    frame = camera_frame(x, ref, sim_dir)
     if row_file.exists():
         print(f"{name}: reusing the scored row {row_file}")
         result = json.loads(row_file.read_text())
         if "residual" not in result:
             result.pop("residual_power_ratio", None)
-            result["residual"] = residual_stats(x, frame, ref)
+            result["residual"] = residual_stats(x, camera_frame(x, ref, sim_dir), ref)
             row_file.write_text(json.dumps(result, indent=2))
         return result
     pairs_dir, clean_dir = base / "pairs", base / "clean"
@@ -124,6 +123,7 @@ def bounds_pair(name: str, low: Path, high: Path, runs: Path, minutes: float, ou
         if not finished(run_dir, run):
             print(f"{name}: training the {label} network ({minutes:g} min)")
             train(run, run_dir, pairs=pairs, resume=(run_dir / "last.pt").exists())
+    frame = camera_frame(x, ref, sim_dir)
     nets = {"simulation": sim_dir, "semi-synthetic": base / "semi", "real pairs": base / "real"}
     bits = meta.get("bits") or 32
     rows = right_half_scores(x, ref, right, nets, bits)

@@ -170,7 +170,8 @@ def predict(model: UNet, image: np.ndarray, axes: str, tiles: str | Sequence[int
 
     for x in tqdm(flat, desc="predict", disable=not progress or (len(flat) < 4 and not augment)):
         aff = affine or percentile_affine(x)
-        y = dihedral_mean(run, *padded(aff(x), model.multiple)) if augment else run(aff(x))
+        xp, crop = padded(aff(x), model.multiple)  # one padded image for all eight views
+        y = (dihedral_mean(run, xp) if augment else run(xp))[(..., *crop)]
         c = model.cfg.channels_out
         means.append(aff.inverse(y[0] if c == 1 else y[:c]))
         if return_scale:
@@ -186,9 +187,8 @@ def predict(model: UNet, image: np.ndarray, axes: str, tiles: str | Sequence[int
 def padded(x: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[slice, ...]]:
     """``x`` padded at the end of every axis to a multiple of ``multiple`` (reflection; edge
     values if an axis is too short to reflect), and the slices that crop an output of the padded
-    shape back to ``x``'s. Test-time augmentation
-    pads before it turns the image, so all eight views (and the slabs of
-    :mod:`restore.blocks`) see one padded image."""
+    shape back to ``x``'s. :func:`predict` pads before test-time augmentation turns the image,
+    so all eight views (and the slabs of :mod:`restore.blocks`) see one padded image."""
     pads = [(0, (-n) % multiple) for n in x.shape]
     crop = tuple(slice(0, n) for n in x.shape)
     if not any(p for _, p in pads):
@@ -197,11 +197,10 @@ def padded(x: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[slice, ...]]
     return np.pad(x, pads, mode=mode), crop
 
 
-def dihedral_mean(fn, x: np.ndarray, crop: tuple[slice, ...] | None = None) -> np.ndarray:
+def dihedral_mean(fn, x: np.ndarray) -> np.ndarray:
     """The mean of ``fn`` over the 8 rotations and flips of the last two axes of ``x``, each
     output turned back: ``fn(t, turned)`` gets the transformed array and whether Y and X swapped,
-    and returns an array whose last two axes are those of ``t``; the mean is cropped to ``crop``
-    (the last axes) if given."""
+    and returns an array whose last two axes are those of ``t``."""
     total = None
     for k in range(4):
         for flip in (False, True):
@@ -210,8 +209,7 @@ def dihedral_mean(fn, x: np.ndarray, crop: tuple[slice, ...] | None = None) -> n
             y = fn(np.ascontiguousarray(t), k % 2 == 1)
             y = np.rot90(y[..., ::-1] if flip else y, -k, axes=(-2, -1))
             total = y if total is None else total + y
-    total = total / np.float32(8)
-    return total if crop is None else total[(..., *crop)]
+    return total / np.float32(8)
 
 
 def upsample_z(image: np.ndarray, axes: str, factor: int) -> np.ndarray:
