@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -106,19 +107,38 @@ def _planes(image: np.ndarray) -> np.ndarray:
     return a.astype(np.float64)
 
 
-def local_samples(image: np.ndarray, *, structure: float = 3.0,
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per kept pixel: a grouping key, the local mean and the residual.
+class Samples(NamedTuple):
+    """Per kept pixel (1-D float64 arrays): the grouping key (mean of the 9×9 ring around the
+    5×5 window), the local mean (the window's), the residual (the pixel minus its cubic
+    prediction from the rest of the window) and the pixel's own value."""
+
+    keys: np.ndarray
+    means: np.ndarray
+    resid: np.ndarray
+    pixels: np.ndarray
+
+
+def local_samples(image: np.ndarray, *, structure: float = 3.0, decorrelate: bool = False,
+                  ) -> Samples:
+    """Per kept pixel: a grouping key, the local mean, the residual and the pixel value.
 
     The residual is the pixel minus its cubic prediction from the rest of its 5×5 window; the
     local mean is that window's mean (uncorrelated with the residual); the key is the mean of
     the 9×9 ring around the window (independent of both). A pixel is kept when the same residual
     operator on a lightly smoothed copy stays below ``structure`` noise standard deviations (no
     signal edge there), and when no value in its window is clipped (zero, or a repeated image
-    maximum: saturation). Returns three 1-D float64 arrays.
+    maximum: saturation).
+
+    The smoothed copy shares the window's noise (its residual correlates 0.59 with the pixel's),
+    so the test also trims the residual's tails. ``decorrelate`` removes that part of the
+    statistic (its regression on the pixel's residual), leaving one uncorrelated with it
+    (independent for Gaussian noise): for the third cumulant, whose Poisson tail the plain test
+    trimmed (offsets read 1–3 e⁻ high on flat images), at the cost of some structure left in
+    (:func:`simulate.fit_noise.offset_at_skewness` removes its effect). The variance's flat-pixel
+    fit (:func:`calibrate_image`) keeps the plain test, with which its gain was tested.
     """
     planes = _planes(image)
-    keys, means, resid = [], [], []
+    keys, means, resid, pixels = [], [], [], []
     for p in planes:
         m5 = ndimage.uniform_filter(p, 5, mode="reflect")
         r = ndimage.correlate(p, _KERNEL, mode="reflect")
@@ -127,7 +147,10 @@ def local_samples(image: np.ndarray, *, structure: float = 3.0,
         var_loc = ndimage.median_filter(r * r, size=9, mode="reflect") / 0.4549 / KERNEL_K2
         stat = ndimage.correlate(ndimage.gaussian_filter(p, 1.0, mode="reflect"), _KERNEL,
                                  mode="reflect")
-        keep = stat * stat < structure ** 2 * _STAT_K2 * var_loc
+        if decorrelate:
+            stat -= _STAT_BETA * r
+        k2 = _STAT_K2_DECORRELATED if decorrelate else _STAT_K2
+        keep = stat * stat < structure ** 2 * k2 * var_loc
         hi = p.max()
         clipped = (p <= 0) | ((p >= hi) & (np.count_nonzero(p >= hi) > 1))
         keep &= ~ndimage.binary_dilation(clipped, np.ones((5, 5), bool))
@@ -139,18 +162,23 @@ def local_samples(image: np.ndarray, *, structure: float = 3.0,
         keys.append(ring[keep])
         means.append(m5[keep])
         resid.append(r[keep])
-    return np.concatenate(keys), np.concatenate(means), np.concatenate(resid)
+        pixels.append(p[keep])
+    return Samples(*(np.concatenate(a) for a in (keys, means, resid, pixels)))
 
 
-def _stat_k2() -> float:
+def _stat_kernels() -> tuple[float, float, float]:
+    """The structure statistic's noise (per unit pixel variance): its variance, its regression
+    coefficient on the pixel's own residual, and the variance of what is left without that."""
     delta = np.zeros((15, 15))
     delta[7, 7] = 1.0
-    w = ndimage.correlate(ndimage.gaussian_filter(delta, 1.0, mode="constant"), _KERNEL,
-                          mode="constant")
-    return float(np.sum(w ** 2))
+    ws = ndimage.correlate(ndimage.gaussian_filter(delta, 1.0, mode="constant"), _KERNEL,
+                           mode="constant")
+    wr = ndimage.correlate(delta, _KERNEL, mode="constant")
+    beta = float(np.sum(ws * wr) / np.sum(wr * wr))
+    return float(np.sum(ws ** 2)), beta, float(np.sum((ws - beta * wr) ** 2))
 
 
-_STAT_K2 = _stat_k2()
+_STAT_K2, _STAT_BETA, _STAT_K2_DECORRELATED = _stat_kernels()
 
 
 def binned_moments(keys: np.ndarray, means: np.ndarray, resid: np.ndarray, *, n_bins: int = 40,
@@ -222,7 +250,8 @@ def calibrate_image(image: np.ndarray, *, em_gain: float | None = None, offset: 
     SynthcareError : when the image has too little intensity variation or too few flat pixels to
         separate the parameters (the message says what to give instead).
     """
-    bins = binned_moments(*local_samples(image))
+    samples = local_samples(image)
+    bins = binned_moments(samples.keys, samples.means, samples.resid)
     m, v, k3, n = bins.T
     if len(m) < 4:
         raise SynthcareError("calibration needs at least 4 groups of 500 flat pixels; this image "
