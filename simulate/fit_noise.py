@@ -313,7 +313,7 @@ def offset_at_skewness(image: np.ndarray, slope: float, skewness: float, n_bins:
     predict: peaks stand above it), and where it does the noise is stronger, so a group's third
     central moment gains 3·Cov(s, V), V the residual's noise variance, which grows with the
     local intensity at the slope; it is removed (:func:`_signal_cumulant`). Left in, it read
-    the offset 1–2 e⁻ low at 60 photons and 12–30 e⁻ low at 300.
+    the offset 1–2 e⁻ low at a 60-photon peak and 4–13 e⁻ low at 300 on a 30-photon background.
     """
     samples = local_samples(image, decorrelate=True)
     if samples.resid.size < 50 * n_bins:
