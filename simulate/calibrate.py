@@ -138,6 +138,7 @@ def local_samples(image: np.ndarray, *, structure: float = 3.0, decorrelate: boo
     fit (:func:`calibrate_image`) keeps the plain test, with which its gain was tested.
     """
     planes = _planes(image)
+    k2 = _STAT_K2_DECORRELATED if decorrelate else _STAT_K2
     keys, means, resid, pixels = [], [], [], []
     for p in planes:
         m5 = ndimage.uniform_filter(p, 5, mode="reflect")
@@ -149,7 +150,6 @@ def local_samples(image: np.ndarray, *, structure: float = 3.0, decorrelate: boo
                                  mode="reflect")
         if decorrelate:
             stat -= _STAT_BETA * r
-        k2 = _STAT_K2_DECORRELATED if decorrelate else _STAT_K2
         keep = stat * stat < structure ** 2 * k2 * var_loc
         hi = p.max()
         clipped = (p <= 0) | ((p >= hi) & (np.count_nonzero(p >= hi) > 1))
