@@ -18,10 +18,16 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .calibrate import AMPLIFIED_GAIN, KERNEL_K2, KERNEL_K3, local_samples, plausible_offset
 from .camera import neighbour_tap
 from .config import MAX_CORRELATION
 from .errors import SynthcareError
+from .fit_offset import (
+    AMPLIFIED_GAIN,
+    PEAK_WINDOW,
+    offset_at_skewness,
+    plausible_offset,
+    zero_photon_peak,
+)
 
 EM_GAIN = 100.0  # EM gain of the simulated register: large enough for continuous output
 MIN_CORRELATION = 0.01  # a smaller neighbour correlation of the noise is not simulated
@@ -40,6 +46,7 @@ class NoiseLine:
     k3_intercept: float
     bins: np.ndarray
     k3_cov: np.ndarray | None = None  # (2, 2) covariance of (k3_slope, k3_intercept)
+    cov: np.ndarray | None = None  # (2, 2) covariance of (slope, intercept)
 
     def skew_offset(self) -> tuple[float, float]:
         """Where the third cumulant crosses zero (the offset, ADU) and its standard error;
@@ -178,7 +185,9 @@ def noise_line(image: np.ndarray, band: float = NOISE_BAND, n_bins: int = 24,
     bins = _group_moments(r, near, mean2, n_bins) / [1, k2, k3, 1]
     b3s = _group_moments(r, far, mean3, n_bins) / [1, k2, k3, 1]
     w = bins[:, 3] / (2 * np.maximum(bins[:, 1], 1e-12) ** 2)
-    slope, icept = np.polyfit(bins[:, 0], bins[:, 1], 1, w=np.sqrt(w))
+    (slope, icept), cov = np.polyfit(bins[:, 0], bins[:, 1], 1, w=np.sqrt(w), cov="unscaled")
+    resid = (bins[:, 1] - (slope * bins[:, 0] + icept)) * np.sqrt(w)
+    cov = cov * max(float(np.sum(resid**2)) / max(n_bins - 2, 1), 1.0)
     w3 = b3s[:, 3] / np.maximum(b3s[:, 1], 1e-12) ** 3  # a third moment's variance ∝ V³/n
     (g3, b3), cov3 = np.polyfit(b3s[:, 0], b3s[:, 2], 1, w=np.sqrt(w3), cov="unscaled")
     # the scatter of the bins about the line (not the nominal weights) sets the uncertainty
@@ -189,47 +198,103 @@ def noise_line(image: np.ndarray, band: float = NOISE_BAND, n_bins: int = 24,
                              f"{slope:.3g} ADU/e⁻): it is not raw camera output (denoised, "
                              "rescaled or averaged?)")
     return NoiseLine(float(slope), float(icept), float(g3), float(b3), bins,
-                     np.asarray(cov3, np.float64))
+                     np.asarray(cov3, np.float64), np.asarray(cov, np.float64))
 
 
-def fit_camera(image: np.ndarray, *, offset: float | None = None, dark: np.ndarray | None = None,
-               bits: int = 16) -> tuple[dict[str, Any], list[str], NoiseLine]:
-    """Camera settings of a raw image: (camera dict, report lines, its :class:`NoiseLine`).
+@dataclass(frozen=True)
+class NoiseMeasure:
+    """What one raw 2D image tells of its camera, in ADU (:func:`measure_noise`).
 
-    The gain is the noise line's slope, the detector kind its skewness (:func:`multiplier_spread`).
-    The offset: given, from dark frames, else from the third cumulant at the kind's skewness
-    (:func:`offset_at_skewness`), kept within what the data allow (between the variance
-    line's zero and the darkest regions' mean), else :func:`simulate.calibrate.plausible_offset`
-    between those bounds. The read noise then follows from the darkest regions' variance."""
+    Attributes
+    ----------
+    line : the noise against the local mean; its slope is the conversion (ADU per detected
+        electron, multiplication and excess noise included).
+    offset, offset_se : the offset and its standard error (0 when given).
+    read_adu2, read_adu2_se : the read noise's variance (ADU²) and its standard error.
+    spread : a multiplier's pulse-height spread c² (1 for an EM register), None for Poisson counts.
+    skewness, skewness_se : the noise's third-cumulant slope over slope² (1 Poisson, 1.5 EMCCD).
+    correlation : the noise's neighbour correlation along (y, x) that the camera should simulate.
+    report : what was measured and how, one line each.
+    """
+
+    line: NoiseLine
+    offset: float
+    offset_se: float
+    read_adu2: float
+    read_adu2_se: float
+    spread: float | None
+    skewness: float
+    skewness_se: float
+    correlation: tuple[float, float]
+    report: tuple[str, ...]
+
+
+def measure_noise(image: np.ndarray, *, offset: float | None = None,
+                  dark: np.ndarray | None = None, em_register: bool = False) -> NoiseMeasure:
+    """The camera's noise in a raw 2D image (ADU): the noise line, the detector kind, offset,
+    read noise and neighbour correlation.
+
+    The conversion is the noise line's slope, the detector kind its skewness
+    (:func:`multiplier_spread`; ``em_register`` says it is an EM register). The offset: given,
+    from dark frames, from the zero-photon peak of an amplifying detector's dark regions
+    (:func:`zero_photon_peak`), else from the third cumulant (:func:`offset_from_cumulants`).
+    The read noise then follows from the darkest regions' variance (or the dark frames')."""
     measured, rho_se = noise_correlation(image)
     rho = tuple(float(np.clip(round(r, 3), -MAX_CORRELATION, MAX_CORRELATION))
                 if abs(r) >= max(MIN_CORRELATION, 3 * e) else 0.0
                 for r, e in zip(measured, rho_se, strict=True))
     line = noise_line(image, correlation=rho)
     slope = line.slope
-    m0, v0 = float(line.bins[0, 0]), float(line.bins[0, 1])
+    m0, v0, n0 = (float(x) for x in line.bins[0, [0, 1, 3]])
     skewness, skewness_se = line.skewness()  # 1 for Poisson counts, 1.5 behind an EM register
-    spread = multiplier_spread(skewness, skewness_se) if slope > AMPLIFIED_GAIN else None
-    report = []
+    spread = 1.0 if em_register else (
+        multiplier_spread(skewness, skewness_se) if slope > AMPLIFIED_GAIN else None)
+    report: list[str] = []
+    o_se = 0.0
     if dark is not None:
         d = np.asarray(dark, np.float64)
         o, read_adu2 = float(d.mean()), float(d.var())
+        o_se, read_se = math.sqrt(read_adu2 / d.size), read_adu2 * math.sqrt(2.0 / d.size)
         report.append(f"offset {o:.4g} ADU and read noise from the dark frames")
-    elif offset is not None:
-        o = float(offset)
-        read_adu2 = max(float(line.variance(o)), 0.0)
-        report.append(f"offset {o:.4g} ADU (given)")
-    elif slope > AMPLIFIED_GAIN and (peak := zero_photon_peak(
-            image, slope / (1.0 + (spread or 0.0)))) is not None:  # the mean pulse: slope / F²
-        o, read_adu2, share = peak
-        report.append(f"offset {o:.4g} ADU and read noise {math.sqrt(read_adu2):.3g} ADU from the "
-                      f"zero-photon peak of the darkest regions ({100 * share:.0f} % of their "
-                      f"pixels within {PEAK_WINDOW:g} of one electron's mean pulse of their median)")
     else:
-        o = _offset(image, line, spread, m0, report)
-        read_adu2 = max(v0 - 1 / 12 - slope * (m0 - o), 0.0)
-    read_noise = math.sqrt(read_adu2) / slope
-    cam: dict[str, Any] = {"qe": 1.0, "offset": round(o, 3), "bits": bits}
+        peak = None
+        if offset is not None:
+            o = float(offset)
+            report.append(f"offset {o:.4g} ADU (given)")
+        elif slope > AMPLIFIED_GAIN and (peak := zero_photon_peak(
+                image, slope / (1.0 + (spread or 0.0)))) is not None:  # the mean pulse: slope / F²
+            report.append(f"offset {peak[0]:.4g} ADU and read noise {math.sqrt(peak[1]):.3g} ADU "
+                          f"from the zero-photon peak of the darkest regions ({100 * peak[2]:.0f} "
+                          f"% of their pixels within {PEAK_WINDOW:g} of one electron's mean pulse "
+                          "of their median)")
+        else:
+            o, o_se = offset_from_cumulants(image, line, spread, m0, report)
+        if peak is not None:
+            o, read_adu2, read_se = peak[0], peak[1], peak[1] * math.sqrt(2.0 / n0)
+            o_se = math.sqrt(peak[1] / n0)
+        elif offset is not None:  # the variance line at the offset
+            read_adu2 = max(float(line.variance(o)), 0.0)
+            read_se = math.sqrt(max(float(np.array([o, 1.0]) @ line.cov @ np.array([o, 1.0])), 0.0))
+        else:  # the darkest regions' variance: read noise plus the shot noise above the offset
+            read_adu2 = max(v0 - 1 / 12 - slope * (m0 - o), 0.0)
+            read_se = math.hypot(slope * o_se, v0 * math.sqrt(2.0 / n0))
+    shown = ", ".join(f"{r:+.3f} ± {e:.3f}" for r, e in zip(measured, rho_se, strict=True))
+    report.append(f"noise correlation between neighbours: y {rho[0]:+.3g}, x {rho[1]:+.3g} "
+                  f"(measured {shown}; below {MIN_CORRELATION} or 3 standard errors: 0)")
+    return NoiseMeasure(line, o, o_se, read_adu2, read_se, spread, skewness, skewness_se,
+                        (rho[0], rho[1]), tuple(report))
+
+
+def fit_camera(image: np.ndarray, *, offset: float | None = None, dark: np.ndarray | None = None,
+               bits: int = 16) -> tuple[dict[str, Any], list[str], NoiseLine]:
+    """Camera settings of a raw image: (camera dict, report lines, its :class:`NoiseLine`), from
+    :func:`measure_noise`. Behind a multiplier the camera is simulated with an EM register of
+    :data:`EM_GAIN` and the measured pulse-height spread; else as a plain camera."""
+    m = measure_noise(image, offset=offset, dark=dark)
+    slope, spread, skewness, skewness_se = m.line.slope, m.spread, m.skewness, m.skewness_se
+    report = list(m.report[:-1])
+    read_noise = math.sqrt(m.read_adu2) / slope
+    cam: dict[str, Any] = {"qe": 1.0, "offset": round(m.offset, 3), "bits": bits}
     if spread is not None:
         excess = 1.0 + spread
         cam.update(gain=round(slope / (excess * EM_GAIN), 6), em_gain=EM_GAIN,
@@ -247,119 +312,21 @@ def fit_camera(image: np.ndarray, *, offset: float | None = None, dark: np.ndarr
                           "or a photon-counting detector; simulated without a multiplier")
         cam.update(gain=round(slope, 5), read_noise=round(read_noise, 4))
     report.append(f"gain {slope:.4g} ADU/e⁻ (effective: variance / mean), read noise "
-                  f"{read_noise:.3g} e⁻ ({math.sqrt(read_adu2):.3g} ADU)")
-    if any(rho):
-        cam["correlation"] = list(rho)
-    shown = ", ".join(f"{r:+.3f} ± {e:.3f}" for r, e in zip(measured, rho_se, strict=True))
-    report.append(f"noise correlation between neighbours: y {rho[0]:+.3g}, x {rho[1]:+.3g} "
-                  f"(measured {shown}; below {MIN_CORRELATION} or 3 standard errors: 0)")
-    return cam, report, line
+                  f"{read_noise:.3g} e⁻ ({math.sqrt(m.read_adu2):.3g} ADU)")
+    if any(m.correlation):
+        cam["correlation"] = list(m.correlation)
+    report.append(m.report[-1])
+    return cam, report, m.line
 
 
-PEAK_WINDOW = 0.25  # of one electron's mean pulse (ADU): the zero-photon peak's half-width
-PEAK_SHARE = 0.5  # at least this share of the darkest pixels must lie in it
-
-
-def zero_photon_peak(image: np.ndarray, pulse: float, dark_share: float = 0.1,
-                     ) -> tuple[float, float, float] | None:
-    """Offset (ADU), read-noise variance (ADU²) and peak share from the zero-photon peak of an
-    amplifying detector's image (EMCCD, PMT, HyD), or None where the image shows none.
-
-    Behind a multiplier one photoelectron adds a pulse of ``pulse`` ADU on average (the noise
-    line's slope over the excess noise factor), far above the read noise, so in the image's
-    darkest regions (the ``dark_share`` of pixels where the image smoothed over 2 pixels is
-    lowest) the pixels that caught no photon form a narrow peak at the offset. The pixels
-    within ±:data:`PEAK_WINDOW` × pulse of the dark pixels' median are that peak when they are
-    at least :data:`PEAK_SHARE` of them and the window spans three of its standard deviations;
-    their mean is the offset and their variance, less the rounding's 1/12 for integer data, the read
-    noise's. (The variance line's intercept cannot give it: a PMT's noise near the offset is
-    rare large pulses on a narrow peak, not a Gaussian, and the line through the brighter
-    regions overestimated a confocal PMT frame's read noise 8-fold, 4.1 ADU for 0.5.)"""
-    a = np.asarray(image, np.float64)
-    half = pulse * PEAK_WINDOW
-    if half < 1.0 or a.size < 1000:
-        return None
-    smooth = ndimage.gaussian_filter(a, 2.0)
-    dark = a[smooth <= np.quantile(smooth, dark_share)]
-    centre = float(np.median(dark))
-    peak = dark[np.abs(dark - centre) <= half]
-    share = peak.size / dark.size
-    if share < PEAK_SHARE or peak.size < 200:
-        return None
-    integer = bool(np.all(a == np.round(a)))
-    var = max(float(peak.var()) - (1 / 12 if integer else 0.0), 0.0)
-    if 3 * math.sqrt(var) > half:
-        return None  # the window cuts the peak: no resolved zero-photon peak
-    return float(peak.mean()), var, share
-
-
-def offset_at_skewness(image: np.ndarray, slope: float, skewness: float, n_bins: int = 24,
-                       ) -> tuple[float, float]:
-    """The offset (ADU) and its standard error when the gain (``slope``, ADU/e⁻) and the noise's
-    skewness (third-cumulant slope over slope²: 1 for Poisson counts, (1 + 2c²)/(1 + c²) behind
-    a multiplier) are known: each group of pixels of similar local mean gives its own estimate,
-    its mean minus its third cumulant over skewness × slope², and these are averaged with the
-    weights of a third moment's variance (∝ pixels / variance³). (inf, inf) without enough
-    structure-free pixels.
-
-    The cumulant comes from the structure-free pixels of :func:`simulate.calibrate.local_samples`
-    (each minus its cubic prediction from its 5×5 window, which keeps 98 % of the pixel's third
-    cumulant at 1.18× its variance); the spectral residual of :func:`noise_line` keeps 24 % at
-    0.64×, and the same images gave twice the error. Needing no spread of intensities to find
-    the cumulant's slope, it places the offset of an image that is mostly background, where the
-    free slope of :meth:`NoiseLine.skew_offset` had standard errors of 3–60 ADU.
-
-    On structured images the residual keeps a little signal ``s`` (what a cubic does not
-    predict: peaks stand above it), and where it does the noise is stronger, so a group's third
-    central moment gains 3·Cov(s, V), V the residual's noise variance, which grows with the
-    local intensity at the slope; it is removed (:func:`_signal_cumulant`). Left in, it read
-    the offset 1–2 e⁻ low at a 60-photon peak and 4–13 e⁻ low at 300 on a 30-photon background.
-    """
-    samples = local_samples(image, decorrelate=True)
-    if samples.resid.size < 50 * n_bins:
-        return math.inf, math.inf
-    order = np.argsort(samples.keys, kind="stable")
-    est, w = [], []
-    for idx in np.array_split(order, n_bins):
-        r = samples.resid[idx] - samples.resid[idx].mean()
-        signal = _signal_cumulant(r, samples.pixels[idx], samples.means[idx], slope)
-        m3 = float(np.mean(r**3)) - signal
-        est.append(float(samples.means[idx].mean()) - m3 / KERNEL_K3 / (skewness * slope**2))
-        # a third moment's sampling variance, 6·V³/n, plus the correction's own uncertainty
-        # (half of it: what it leaves out, the signal's variance and skewness, grows with it)
-        w.append(1.0 / (6.0 * max(float(np.mean(r**2)), 1e-12) ** 3 / idx.size
-                        + (0.5 * signal) ** 2))
-    est_a, w_a = np.array(est), np.array(w)
-    o = float(np.sum(w_a * est_a) / np.sum(w_a))
-    # the groups' scatter about their mean sets the uncertainty
-    se = math.sqrt(float(np.sum(w_a * (est_a - o) ** 2) / np.sum(w_a)) / (n_bins - 1))
-    return o, se
-
-
-def _signal_cumulant(r: np.ndarray, pixels: np.ndarray, means: np.ndarray, slope: float) -> float:
-    """3·Cov(s, V) in a group of residuals ``r`` (centred) of pixels ``pixels`` with window
-    means ``means``: ``s`` the signal left in the residual, V = Σ w²·v its noise variance (w the
-    residual's kernel, v = slope·μ + const each pixel's variance at its expected value μ).
-
-    V ≈ slope·(μ₀ + (K2 − 1)·m5) (the centre weighs 1, the others K2 − 1 together), and μ₀ = s
-    plus the cubic prediction. The data give Cov(r, x₀) = Cov(s, μ₀) + v (the centre's noise is
-    in both), Var(r) = Var(s) + K2·v and Cov(r, m5) = Cov(s, m5) (the kernel's weights sum to
-    zero); so Cov(s, V)/slope ≈ Cov(r, x₀) − Var(r)/K2 + (K2 − 1)·Cov(r, m5), up to Var(s)/K2,
-    a few hundredths of v. On pure noise each term is zero on average."""
-    x = pixels - pixels.mean()
-    m = means - means.mean()
-    cov = float(np.mean(r * x)) - float(np.mean(r * r)) / KERNEL_K2 \
-        + (KERNEL_K2 - 1.0) * float(np.mean(r * m))
-    return 3.0 * slope * cov
-
-
-def _offset(image: np.ndarray, line: NoiseLine, spread: float | None, m0: float, report: list[str]) -> float:
-    """The offset (ADU) of an image without dark frames, from its third cumulant: at the
-    detector's model skewness (1 for Poisson counts, (1 + 2c²)/(1 + c²) behind a multiplier of
-    pulse-height spread c²) and where its fitted line crosses zero, averaged by inverse
-    variance, kept within what the data allow: above the variance line's zero (no read noise)
-    and 0, below the darkest regions' mean ``m0`` (no signal). Appends what it did to
-    ``report``."""
+def offset_from_cumulants(image: np.ndarray, line: NoiseLine, spread: float | None, m0: float,
+                          report: list[str]) -> tuple[float, float]:
+    """The offset (ADU) of an image without dark frames and its standard error, from the third
+    cumulant: at the detector's model skewness (1 for Poisson counts, (1 + 2c²)/(1 + c²) behind
+    a multiplier of pulse-height spread c²) and where ``line``'s fitted cumulant crosses zero,
+    averaged by inverse variance, kept within what the data allow: above the variance line's
+    zero (no read noise) and 0, below the darkest regions' mean ``m0`` (no signal). Appends
+    what it did to ``report``."""
     lowest = max(-line.intercept / line.slope, 0.0)
     model = 1.0 if spread is None else (1.0 + 2.0 * spread) / (1.0 + spread)
     # two estimates: at the model's skewness (good when the image is mostly background) and
@@ -371,8 +338,8 @@ def _offset(image: np.ndarray, line: NoiseLine, spread: float | None, m0: float,
         o = plausible_offset(lowest, m0, line.slope)
         report.append(f"offset {o:.4g} ADU, between {lowest:.4g} (no read noise) and {m0:.4g} "
                       "(no signal in the darkest regions): the image's skewness could not place "
-                      "it (give --offset or --dark if known)")
-        return o
+                      "it (offset-subtracted or clipped?); give --offset or --dark if known")
+        return o, max(m0 - lowest, 0.0) / 2
     w = np.array([1 / e[1] ** 2 for e in pairs])
     values = np.array([e[0] for e in pairs])
     est = float(np.sum(w * values) / np.sum(w))
@@ -389,7 +356,7 @@ def _offset(image: np.ndarray, line: NoiseLine, spread: float | None, m0: float,
                   f"{free[1]:.2g}; combined {where})"
                   + ("; give --offset or --dark if known: the read noise depends on it"
                      if doubt else ""))
-    return o
+    return o, se
 
 
 def multiplier_spread(skewness: float, se: float) -> float | None:

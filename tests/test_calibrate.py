@@ -25,11 +25,41 @@ def _dark(gain: float, read_noise: float, n: int = 8) -> np.ndarray:
 GRID = [(0.5, 2), (1, 10), (2, 5), (5, 2), (5, 10)]
 
 
+def _gain_bound(gain: float, read_noise: float) -> float:
+    """The relative standard deviation below which no estimator finds the gain from
+    :func:`_images` (Cramér–Rao, every pixel's expected value known: the variance line's slope
+    has the information ½·Σ (μ − μ̄)²/v²)."""
+    cfg = load("denoise2d", None, ["shape=[512,512]", "camera.photons=100",
+                                   "sample.background=0.04", "sample.background_smooth=0.1"])
+    e = np.stack([simulate_pair(cfg, 7, i).clean for i in range(2)]).astype(np.float64)
+    w = 1.0 / (e + read_noise**2) ** 2  # the clean image is in photons at qe 1
+    return float(1.0 / np.sqrt(0.5 * np.sum(w * (e - np.sum(w * e) / np.sum(w)) ** 2)))
+
+
 @pytest.mark.parametrize(("gain", "read_noise"), GRID)
 def test_gain_and_read_noise_with_a_known_offset(gain, read_noise):
     cal = calibrate_image(_images(gain, read_noise), offset=100.0)
-    assert cal.gain == pytest.approx(gain, rel=0.05)
+    # 5 %, or 2.5 standard deviations of the best any estimator can do where that is wider: at
+    # 10 e⁻ of read noise these dim images only know the gain to ±4 %
+    assert cal.gain == pytest.approx(gain, rel=max(0.05, 2.5 * _gain_bound(gain, read_noise)))
     assert cal.read_noise == pytest.approx(read_noise, rel=0.10)
+
+
+def test_one_bright_structured_image_without_offset_or_dark_frames():
+    # 300 photons at the peak on a background of 30: the flat-pixel line this module fitted
+    # before read the gain 10 % low (its structure test dropped the noisiest pixels, more where
+    # bright) and, with the offset from that line's cumulant, the read noise 68 % low; the gain's
+    # bound here is ±1.5 %
+    cfg = load("denoise2d", None, [
+        "shape=[512,256]", "sample.microtubules.density=0", "sample.granules.density=0",
+        "sample.mitochondria.density=0.3", "sample.background=0.1", "optics.na=0.8",
+        "optics.ni=1.0", "camera.photons=300", "camera.qe=1", "camera.gain=2",
+        "camera.read_noise=5", "camera.offset=100"])
+    cal = calibrate_image(simulate_pair(cfg, 0, 0).input)
+    assert cal.gain == pytest.approx(2.0, rel=0.05)
+    assert cal.read_noise == pytest.approx(5.0, rel=0.10)
+    assert cal.offset == pytest.approx(100.0, abs=max(3 * cal.offset_se, 2.0))
+    assert any("third cumulant" in n for n in cal.notes)  # says how the offset was found
 
 
 @pytest.mark.slow
@@ -37,7 +67,7 @@ def test_gain_and_read_noise_with_a_known_offset(gain, read_noise):
 @pytest.mark.parametrize("read_noise", [2, 5, 10])
 def test_full_grid_with_dark_frames(gain, read_noise):
     cal = calibrate_image(_images(gain, read_noise), dark=_dark(gain, read_noise))
-    assert cal.gain == pytest.approx(gain, rel=0.05)
+    assert cal.gain == pytest.approx(gain, rel=max(0.05, 2.5 * _gain_bound(gain, read_noise)))
     assert cal.read_noise == pytest.approx(read_noise, rel=0.10)
     assert cal.offset == pytest.approx(100.0, abs=0.2)
 

@@ -9,14 +9,8 @@ from restore.cli import main
 from simulate import Camera, SimConfig, SynthcareError, simulate_pair, write_tiff
 from simulate import fit as fit_mod
 from simulate.fit import Fit, check_image
-from simulate.fit_noise import (
-    electrons,
-    fit_camera,
-    multiplier_spread,
-    noise_line,
-    offset_at_skewness,
-    zero_photon_peak,
-)
+from simulate.fit_noise import electrons, fit_camera, multiplier_spread, noise_line
+from simulate.fit_offset import offset_at_skewness, zero_photon_peak
 from simulate.fit_optics import fit_cutoff
 from simulate.fit_sample import intensity_stats, rank_samples, sim_variance
 
