@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from .config_io import Settings
@@ -221,3 +222,36 @@ def structure_on(sample: SampleConfig, name: str) -> bool:
     if name == "actin":
         return s.density > 0 or s.fibres > 0
     return s.density > 0
+
+
+# settings a mixture scales, per kind of factor
+_DENSITY = ("density", "coverage", "fibres")
+_BRIGHTNESS = ("brightness", "fibre_brightness")
+_SIZE = ("radius", "length")
+
+
+def draw_mixture(params: SampleConfig, rng: np.random.Generator) -> SampleConfig:
+    """The settings of one image of a mixture: which listed types it shows (each with
+    probability ``presence``, at least one) and, per shown type, log-uniform factors on its
+    density, brightness and sizes. Unlisted types keep their settings."""
+    mix = params.mixture
+    types = list(mix.types)
+    shown = rng.uniform(0, 1, len(types)) < mix.presence
+    if not shown.any():
+        shown[rng.integers(len(types))] = True
+    update = {}
+    for name, on in zip(types, shown, strict=True):
+        s = getattr(params, name)
+        f = np.exp(rng.uniform(*np.log([mix.density_range, mix.brightness_range, mix.size_range]).T))
+        changes = {}
+        for field in type(s).model_fields:
+            v = getattr(s, field)
+            if field in _DENSITY:
+                changes[field] = 0.0 if not on else (min(1.0, v * f[0]) if field == "coverage"
+                                                     else v * f[0])
+            elif field in _BRIGHTNESS:
+                changes[field] = v * f[1]
+            elif field in _SIZE:
+                changes[field] = v * f[2]
+        update[name] = s.model_copy(update=changes)
+    return params.model_copy(update=update)

@@ -19,7 +19,8 @@ generator's state.
 
 :func:`sample` draws every type that is switched on (a type with density 0 draws nothing, so
 adding a type never changes the others), after the mixture, if any, has drawn which types an
-image shows and scaled their densities, brightness and sizes.
+image shows and scaled their densities, brightness and sizes
+(:func:`simulate.config_sample.draw_mixture`, a pure function of the settings and the generator).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.spatial
 
-from .config_sample import LIBRARY, Microtubules, SampleConfig, structure_on
+from .config_sample import LIBRARY, Microtubules, SampleConfig, draw_mixture, structure_on
 from .phantoms import (
     Ellipsoids,
     Filaments,
@@ -372,39 +373,6 @@ def actin(p, box: np.ndarray, rng: np.random.Generator, *, slab: bool) -> Sample
 
 TYPES = {"nuclei": nuclei, "cells": cells, "membranes": membranes, "mitochondria": mitochondria,
          "actin": actin}
-
-# settings a mixture scales, per kind of factor
-_DENSITY = ("density", "coverage", "fibres")
-_BRIGHTNESS = ("brightness", "fibre_brightness")
-_SIZE = ("radius", "length")
-
-
-def draw_mixture(params: SampleConfig, rng: np.random.Generator) -> SampleConfig:
-    """The settings of one image of a mixture: which listed types it shows (each with
-    probability ``presence``, at least one) and, per shown type, log-uniform factors on its
-    density, brightness and sizes. Unlisted types keep their settings."""
-    mix = params.mixture
-    types = list(mix.types)
-    shown = rng.uniform(0, 1, len(types)) < mix.presence
-    if not shown.any():
-        shown[rng.integers(len(types))] = True
-    update = {}
-    for name, on in zip(types, shown, strict=True):
-        s = getattr(params, name)
-        f = np.exp(rng.uniform(*np.log([mix.density_range, mix.brightness_range, mix.size_range]).T))
-        changes = {}
-        for field in type(s).model_fields:
-            v = getattr(s, field)
-            if field in _DENSITY:
-                changes[field] = 0.0 if not on else (min(1.0, v * f[0]) if field == "coverage"
-                                                     else v * f[0])
-            elif field in _BRIGHTNESS:
-                changes[field] = v * f[1]
-            elif field in _SIZE:
-                changes[field] = v * f[2]
-        update[name] = s.model_copy(update=changes)
-    return params.model_copy(update=update)
-
 
 def sample(params: SampleConfig, box: np.ndarray, rng: np.random.Generator, *, slab: bool) -> Sample:
     """Draw every structure type switched on in ``params`` (a mixture first draws which), in the

@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 
 from simulate import ConfigError, SimConfig, library, render
-from simulate.config_sample import Actin, Cells, Membranes, Mitochondria, Nuclei, SampleConfig
+from simulate.config_sample import (
+    Actin,
+    Cells,
+    Membranes,
+    Mitochondria,
+    Nuclei,
+    SampleConfig,
+    draw_mixture,
+)
 
 BOX = np.array([1.0, 200.0, 200.0])  # a 2D slab, µm
 OFF = {"microtubules": {"density": 0.0}, "granules": {"density": 0.0}}
@@ -178,7 +186,7 @@ def test_mixture_draws_types_per_image():
                                                    "presence": 0.5}})
     shown = []
     for k in range(12):
-        drawn = library.draw_mixture(cfg, _rng(20 + k))
+        drawn = draw_mixture(cfg, _rng(20 + k))
         on = tuple(t for t in ("nuclei", "mitochondria", "actin") if getattr(drawn, t).density > 0)
         assert on  # at least one type in every image
         shown.append(on)
