@@ -132,14 +132,13 @@ def onto(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
     return (a @ np.linalg.lstsq(a, x.ravel().astype(np.float64), rcond=None)[0]).reshape(ref.shape)
 
 
-def camera_frame(x: np.ndarray, ref: np.ndarray, run_dir: Path, seed: int = 0) -> np.ndarray:
-    """The high image ``ref`` mapped onto the low image ``x`` (:func:`onto`) and captured by the
-    run's fitted camera (one frame of ``seed``), float32 ADU."""
+def camera_frame(x: np.ndarray, ref: np.ndarray, camera: dict, seed: int = 0) -> np.ndarray:
+    """The high image ``ref`` mapped onto the low image ``x`` (:func:`onto`) and captured by a
+    fitted ``camera`` section (one frame of ``seed``), float32 ADU."""
     from simulate.camera import Camera
     from simulate.config import CameraConfig
 
-    fitted = yaml.safe_load((run_dir / "fit.yaml").read_text())
-    cam = Camera.from_config(CameraConfig.model_validate(fitted["camera"]))
+    cam = Camera.from_config(CameraConfig.model_validate(camera))
     photons = np.maximum(cam.photons_from_expected(onto(ref, x).astype(np.float32)), 0)
     return np.asarray(cam.capture(photons, np.random.default_rng(seed)), np.float32)
 
@@ -147,8 +146,8 @@ def camera_frame(x: np.ndarray, ref: np.ndarray, run_dir: Path, seed: int = 0) -
 def camera_check(low: Path, high: Path, run_dir: Path, seed: int = 0) -> dict:
     """Scores (input, VST + BM3D, network) on :func:`camera_frame`, against the high image."""
     x, ref = (check_image(read_image(p)[0]).astype(np.float64) for p in (low, high))
-    noisy = camera_frame(x, ref, run_dir, seed)
     fitted = yaml.safe_load((run_dir / "fit.yaml").read_text())
+    noisy = camera_frame(x, ref, fitted["camera"], seed)
     rows = {"input": scores(noisy, ref),
             "network": scores(predict(load_model(run_dir)[0], noisy, "YX", augment=True), ref)}
     bm = bm3d_best(noisy, ref, vst_camera(noisy, fitted["camera"]["bits"] or 32))

@@ -97,6 +97,7 @@ def bounds_pair(name: str, low: Path, high: Path, runs: Path, minutes: float, ou
     sim_dir = runs / "runs" / name
     if not (sim_dir / "fit.yaml").exists():
         raise SystemExit(f"{sim_dir} has no fit.yaml: run benchmarks/realdata.py --out {runs} first")
+    camera = yaml.safe_load((sim_dir / "fit.yaml").read_text())["camera"]
     x_raw, meta = read_image(low)
     x = check_image(x_raw).astype(np.float32)
     ref = check_image(read_image(high)[0]).astype(np.float32)
@@ -108,7 +109,7 @@ def bounds_pair(name: str, low: Path, high: Path, runs: Path, minutes: float, ou
         result = json.loads(row_file.read_text())
         if "residual" not in result:
             result.pop("residual_power_ratio", None)
-            result["residual"] = residual_stats(x, camera_frame(x, ref, sim_dir), ref)
+            result["residual"] = residual_stats(x, camera_frame(x, ref, camera), ref)
             row_file.write_text(json.dumps(result, indent=2))
         return result
     pairs_dir, clean_dir = base / "pairs", base / "clean"
@@ -123,7 +124,7 @@ def bounds_pair(name: str, low: Path, high: Path, runs: Path, minutes: float, ou
         if not finished(run_dir, run):
             print(f"{name}: training the {label} network ({minutes:g} min)")
             train(run, run_dir, pairs=pairs, resume=(run_dir / "last.pt").exists())
-    frame = camera_frame(x, ref, sim_dir)
+    frame = camera_frame(x, ref, camera)
     nets = {"simulation": sim_dir, "semi-synthetic": base / "semi", "real pairs": base / "real"}
     bits = meta.get("bits") or 32
     rows = right_half_scores(x, ref, right, nets, bits)
