@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SynthcareError
-from .fit_noise import measure_noise
+from .fit_noise import check_raw, measure_noise
 from .fit_offset import planes
 from .tiff import save_figure
 
@@ -114,10 +114,7 @@ def calibrate_image(image: np.ndarray, *, em_gain: float | None = None, offset: 
         parameters (the message says what to give instead).
     """
     stack = planes(image)
-    if not np.all(np.isfinite(stack)) or float(np.ptp(stack)) == 0.0:
-        raise SynthcareError("calibration needs a raw camera image whose values vary; this one "
-                             + ("holds NaN or infinite values" if not np.all(np.isfinite(stack))
-                                else "is constant"))
+    check_raw(stack, "calibration")
     if dark is not None:
         d = planes(dark)
         offset = float(np.mean(d))  # the dark frames' read noise replaces the image's below

@@ -40,7 +40,7 @@ import numpy as np
 from .config import SimConfig, otf_cutoffs
 from .config_io import load_preset
 from .errors import SynthcareError
-from .fit_noise import NOISE_BAND, electrons, fit_camera
+from .fit_noise import NOISE_BAND, check_raw, electrons, fit_camera
 from .fit_optics import fit_cutoff, immersion_index
 from .fit_sample import (
     candidate_sample,
@@ -82,16 +82,7 @@ def check_image(image: np.ndarray) -> np.ndarray:
     if not np.issubdtype(a.dtype, np.number):
         raise SynthcareError(f"the image must be numeric, got dtype {a.dtype}")
     a = a.astype(np.float64)
-    if not np.all(np.isfinite(a)):
-        raise SynthcareError("the image contains NaN or Inf: fit needs raw camera values")
-    if min(a.shape) < 64:
-        raise SynthcareError(f"the image is {a.shape[0]}×{a.shape[1]} pixels; fit needs at least 64×64")
-    if np.ptp(a) == 0:
-        raise SynthcareError("the image is constant: nothing to fit")
-    top = a.max()
-    if np.mean(a >= top) > 0.2:
-        raise SynthcareError(f"{100 * np.mean(a >= top):.0f}% of the pixels sit at the maximum "
-                             f"{top:g}: the image is saturated")
+    check_raw(a, "fit")
     return a
 
 

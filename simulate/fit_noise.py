@@ -34,6 +34,26 @@ MIN_CORRELATION = 0.01  # a smaller neighbour correlation of the noise is not si
 NOISE_BAND = 0.3  # cycles/pixel: frequencies above this (in x or y) carry noise, little signal
 
 
+MIN_SIZE = 64  # pixels: a smaller image leaves too few per group of the noise line
+
+
+def check_raw(a: np.ndarray, what: str) -> None:
+    """Refuse, in one line naming ``what`` needs it, an image or stack (planes last two axes)
+    that cannot be raw camera output to measure: NaN or Inf, planes under
+    :data:`MIN_SIZE` pixels, constant, or saturated (over a fifth of it at its maximum)."""
+    if not np.all(np.isfinite(a)):
+        raise SynthcareError(f"the image contains NaN or Inf: {what} needs raw camera values")
+    if min(a.shape[-2:]) < MIN_SIZE:
+        raise SynthcareError(f"the image is {a.shape[-2]}×{a.shape[-1]} pixels; {what} needs at "
+                             f"least {MIN_SIZE}×{MIN_SIZE}")
+    if np.ptp(a) == 0:
+        raise SynthcareError(f"the image is constant: {what} needs raw camera output")
+    top = a.max()
+    if np.mean(a >= top) > 0.2:
+        raise SynthcareError(f"{100 * np.mean(a >= top):.0f}% of the pixels sit at the maximum "
+                             f"{top:g}: the image is saturated")
+
+
 @dataclass(frozen=True)
 class NoiseLine:
     """Noise of an image against its local mean (ADU): variance ``slope·m + intercept`` and third

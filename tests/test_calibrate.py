@@ -117,6 +117,10 @@ def test_flat_or_constant_images_give_a_clear_error():
         calibrate_image(flat, offset=100.0)
     with pytest.raises(SynthcareError, match="2D image"):
         calibrate_image(np.zeros(100))
+    with pytest.raises(SynthcareError, match="calibration needs at least 64×64"):
+        calibrate_image(flat[:40, :40])
+    with pytest.raises(SynthcareError, match="NaN or Inf: calibration"):
+        calibrate_image(np.where(flat > 115, np.nan, flat))
 
 
 def test_written_camera_section_loads_into_the_simulator(tmp_path):
