@@ -89,24 +89,23 @@ def cmd_study(args: argparse.Namespace) -> None:
 def cmd_calibrate(args: argparse.Namespace) -> None:
     import yaml
 
-    from simulate import read_tiff
     from simulate.calibrate import calibrate_flats, calibrate_image, plot
     from simulate.paths import check_output_file, make_parent
-    from simulate.tiff import atomic_write
+    from simulate.tiff import atomic_write, read_image
 
     check_output_file(args.out, "--out")
     if args.plot:
         check_output_file(args.plot, "--plot")
-    dark = read_tiff(args.dark)[0] if args.dark else None
+    dark = read_image(args.dark)[0] if args.dark else None
     if args.flat:
         if dark is None:
             raise SynthcareError("--flat needs --dark: flat fields give the gain, dark frames the "
                                  "offset and read noise")
-        cal = calibrate_flats([read_tiff(f)[0] for f in args.flat], dark, em_gain=args.em_gain)
+        cal = calibrate_flats([read_image(f)[0] for f in args.flat], dark, em_gain=args.em_gain)
     else:
         if not args.image:
             raise SynthcareError("give an IMAGE (a raw camera image or stack), or --flat and --dark")
-        cal = calibrate_image(read_tiff(args.image)[0], em_gain=args.em_gain, offset=args.offset,
+        cal = calibrate_image(read_image(args.image)[0], em_gain=args.em_gain, offset=args.offset,
                               dark=dark)
     lines = [f"# synthcare calibrate {args.image or ''} ({'flats' if args.flat else 'image'})",
              f"# gain {cal.gain:.4g} ± {cal.gain_se:.2g} ADU/e-, offset {cal.offset:.5g} ± "

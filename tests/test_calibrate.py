@@ -150,3 +150,16 @@ def test_calibrate_command_writes_camera_yaml_and_plot(tmp_path, capsys):
     assert cfg.camera.gain == pytest.approx(2.0, rel=0.05)
     assert main(["calibrate", str(tmp_path / "missing.tif")]) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+def test_calibrate_command_reads_a_png_as_fit_does(tmp_path, capsys):
+    from PIL import Image
+
+    from restore.cli import main
+
+    Image.fromarray(_images(2.0, 5.0, n=1)[0].astype(np.uint16)).save(tmp_path / "raw.png")
+    rc = main(["calibrate", str(tmp_path / "raw.png"), "--offset", "100",
+               "--out", str(tmp_path / "cam.yaml")])
+    assert rc == 0, capsys.readouterr().err
+    cfg = load("denoise2d", None, camera_overrides(tmp_path / "cam.yaml"))
+    assert cfg.camera.gain == pytest.approx(2.0, rel=0.05)
