@@ -4,11 +4,12 @@
 spatial axis (Z for a 3D model, Y for a 2D one): each slab is a core of whole multiples of 2^depth
 plus a halo of the network's receptive radius on both sides, restored by :func:`restore.predict.
 predict` (itself tiled within the slab) with one normalisation for the whole image, and only its
-core written. The padding a whole-image pass would add at the image's end (reflection up to a
-multiple of 2^depth) is added to the last slab before prediction, so every slab sees the pooling
-grid and borders of the whole image: the result equals one pass over the whole image to float
-rounding, with and without test-time augmentation (which pads before it turns the image), while
-at most one slab, its output and the network's tiles are in memory.
+core written. The padding a whole-image pass would add (up to a multiple of 2^depth at the end
+of every axis, by reflection or, where an axis is too short for that, edge values on all axes)
+is added to each slab before prediction, so every slab sees the pooling grid and borders of the
+whole image: the result equals one pass over the whole image to float rounding, with and without
+test-time augmentation (which pads before it turns the image), while at most one slab, its
+output and the network's tiles are in memory.
 The non-spatial axes (T, S, C, and Z for a 2D model) are looped over, each index an image of its
 own as in :func:`restore.predict.predict`.
 """
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 from simulate import SynthcareError
 
 from .normalize import Affine, percentile_affine
-from .predict import _default_budget, _halo, predict
+from .predict import _default_budget, _halo, pad_mode, predict
 from .unet import UNet
 
 # bytes held per voxel of a slab: the float32 slab, its normalised and padded copies, the output
@@ -76,7 +77,7 @@ def predict_blocks(model: UNet, source, axes: str, out, *, scale_out=None,
     budget = memory_budget or _default_budget(dev)
     lead, space = tuple(source.shape[:-nd]), tuple(source.shape[-nd:])
     n, m, halo = space[0], model.multiple, _halo(model)
-    padded = n + (-n) % m
+    padded, mode = n + (-n) % m, pad_mode(space, m)
     core = slab_planes(model, math.prod(space[1:]), budget)
     starts = range(0, padded, core)
     jobs = list(product(*(range(k) for k in lead), starts))
@@ -89,13 +90,15 @@ def predict_blocks(model: UNet, source, axes: str, out, *, scale_out=None,
         b = min(a + core, padded)
         lo, hi = max(a - halo, 0), min(b + halo, padded)
         slab = np.asarray(source[(*index, slice(lo, min(hi, n)))], np.float32)
-        if hi > n:  # the whole image's end padding, so the pooling grid stays the whole image's
-            pad = [(0, hi - n)] + [(0, 0)] * (nd - 1)
-            slab = np.pad(slab, pad, mode="reflect" if slab.shape[0] > hi - n else "edge")
+        # the whole image's padding (its end rows, and every other axis, in the whole image's
+        # mode), so the pooling grid and the borders stay the whole image's
+        pad = [(0, max(hi - n, 0))] + [(0, (-k) % m) for k in space[1:]]
+        if any(p for _, p in pad):
+            slab = np.pad(slab, pad, mode=mode)
         y = predict(model, slab, spatial, tiles, affine=affine, augment=augment,
                     memory_budget=budget, return_scale=scale_out is not None, device=str(dev))
         keep = (*index, slice(a, min(b, n)))
-        inner = slice(a - lo, min(b, n) - lo)
+        inner = (slice(a - lo, min(b, n) - lo), *(slice(0, k) for k in space[1:]))
         if scale_out is None:
             out[keep] = y[inner]
         else:

@@ -193,8 +193,13 @@ def padded(x: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[slice, ...]]
     crop = tuple(slice(0, n) for n in x.shape)
     if not any(p for _, p in pads):
         return x, crop
-    mode = "reflect" if all(n > p for n, (_, p) in zip(x.shape, pads, strict=True)) else "edge"
-    return np.pad(x, pads, mode=mode), crop
+    return np.pad(x, pads, mode=pad_mode(x.shape, multiple)), crop
+
+
+def pad_mode(shape: tuple[int, ...], multiple: int) -> str:
+    """How :func:`padded` pads an image of ``shape``: by reflection, or with edge values on
+    every axis when any axis is too short to reflect to a multiple of ``multiple``."""
+    return "reflect" if all(n > (-n) % multiple for n in shape) else "edge"
 
 
 def dihedral_mean(fn, x: np.ndarray) -> np.ndarray:

@@ -52,6 +52,19 @@ def test_a_2d_model_restores_each_plane_in_row_slabs(augment):
         assert np.abs(out[z] - whole).max() < 1e-4 * np.abs(whole).max()
 
 
+def test_an_image_narrower_than_the_pooling_grid_equals_one_pass():
+    # 2 columns cannot be reflected to 4: one pass pads every axis with edge values, and so
+    # must the slabs (they padded their rows by reflection, the columns by edge values)
+    model = _model(2, depth=2, filters=4)
+    image = np.random.default_rng(6).gamma(2, 50, (121, 2)).astype(np.float32)
+    out = np.zeros_like(image)
+    budget = 4 * 96 * BYTES_PER_SLAB_VOXEL  # cores of 8 rows
+    predict_blocks(model, image, "YX", out, memory_budget=budget)
+    aff = image_affine(image, (), 121, budget // BYTES_PER_SLAB_VOXEL)
+    whole = predict(model, image, "YX", tiles=None, affine=aff)
+    assert np.abs(out - whole).max() < 1e-4 * np.abs(whole).max()
+
+
 def test_probabilistic_scale_is_written_block_by_block():
     model = _model(2, depth=1, filters=4, probabilistic=True)
     img = np.random.default_rng(6).gamma(2, 50, (90, 40)).astype(np.float32)
