@@ -139,9 +139,9 @@ def calibrate_image(image: np.ndarray, *, em_gain: float | None = None, offset: 
         var0, var0_se = _combine([(m.read_adu2, m.read_adu2_se) for m in measures])
         if offset is None:
             notes.extend(measures[0].report[:1] if len(measures) == 1 else [
-                f"offset {o:.4g} ± {o_se:.2g} ADU from the third cumulant of {len(measures)} "
-                f"planes ({min(m.offset for m in measures):.4g}–"
-                f"{max(m.offset for m in measures):.4g})"])
+                f"offset {o:.4g} ± {o_se:.2g} ADU, the mean of {len(measures)} planes' "
+                f"({min(m.offset for m in measures):.4g}–{max(m.offset for m in measures):.4g}; "
+                f"the first plane's: {measures[0].report[0]})"])
     spread = measures[0].spread
     if em_gain is None and spread is not None:
         notes.append(f"the noise's skewness ({measures[0].skewness:.2f}; Poisson counts 1, an EM "

@@ -32,8 +32,6 @@ from .fit_offset import (
 EM_GAIN = 100.0  # EM gain of the simulated register: large enough for continuous output
 MIN_CORRELATION = 0.01  # a smaller neighbour correlation of the noise is not simulated
 NOISE_BAND = 0.3  # cycles/pixel: frequencies above this (in x or y) carry noise, little signal
-
-
 MIN_SIZE = 64  # pixels: a smaller image leaves too few per group of the noise line
 
 
@@ -276,28 +274,22 @@ def measure_noise(image: np.ndarray, *, offset: float | None = None,
         o, read_adu2 = float(d.mean()), float(d.var())
         o_se, read_se = math.sqrt(read_adu2 / d.size), read_adu2 * math.sqrt(2.0 / d.size)
         report.append(f"offset {o:.4g} ADU and read noise from the dark frames")
-    else:
-        peak = None
-        if offset is not None:
-            o = float(offset)
-            report.append(f"offset {o:.4g} ADU (given)")
-        elif slope > AMPLIFIED_GAIN and (peak := zero_photon_peak(
-                image, slope / (1.0 + (spread or 0.0)))) is not None:  # the mean pulse: slope / F²
-            report.append(f"offset {peak[0]:.4g} ADU and read noise {math.sqrt(peak[1]):.3g} ADU "
-                          f"from the zero-photon peak of the darkest regions ({100 * peak[2]:.0f} "
-                          f"% of their pixels within {PEAK_WINDOW:g} of one electron's mean pulse "
-                          "of their median)")
-        else:
-            o, o_se = offset_from_cumulants(image, line, spread, m0, report)
-        if peak is not None:
-            o, read_adu2, read_se = peak[0], peak[1], peak[1] * math.sqrt(2.0 / n0)
-            o_se = math.sqrt(peak[1] / n0)
-        elif offset is not None:  # the variance line at the offset
-            read_adu2 = max(float(line.variance(o)), 0.0)
-            read_se = math.sqrt(max(float(np.array([o, 1.0]) @ line.cov @ np.array([o, 1.0])), 0.0))
-        else:  # the darkest regions' variance: read noise plus the shot noise above the offset
-            read_adu2 = max(v0 - 1 / 12 - slope * (m0 - o), 0.0)
-            read_se = math.hypot(slope * o_se, v0 * math.sqrt(2.0 / n0))
+    elif offset is not None:  # the variance line at the given offset
+        o = float(offset)
+        read_adu2 = max(float(line.variance(o)), 0.0)
+        read_se = math.sqrt(max(float(np.array([o, 1.0]) @ line.cov @ np.array([o, 1.0])), 0.0))
+        report.append(f"offset {o:.4g} ADU (given)")
+    elif slope > AMPLIFIED_GAIN and (peak := zero_photon_peak(
+            image, slope / (1.0 + (spread or 0.0)))) is not None:  # the mean pulse: slope / F²
+        o, read_adu2, share = peak
+        o_se, read_se = math.sqrt(read_adu2 / n0), read_adu2 * math.sqrt(2.0 / n0)
+        report.append(f"offset {o:.4g} ADU and read noise {math.sqrt(read_adu2):.3g} ADU from the "
+                      f"zero-photon peak of the darkest regions ({100 * share:.0f} % of their "
+                      f"pixels within {PEAK_WINDOW:g} of one electron's mean pulse of their median)")
+    else:  # the darkest regions' variance: read noise plus the shot noise above the offset
+        o, o_se = offset_from_cumulants(image, line, spread, m0, report)
+        read_adu2 = max(v0 - 1 / 12 - slope * (m0 - o), 0.0)
+        read_se = math.hypot(slope * o_se, v0 * math.sqrt(2.0 / n0))
     shown = ", ".join(f"{r:+.3f} ± {e:.3f}" for r, e in zip(measured, rho_se, strict=True))
     report.append(f"noise correlation between neighbours: y {rho[0]:+.3g}, x {rho[1]:+.3g} "
                   f"(measured {shown}; below {MIN_CORRELATION} or 3 standard errors: 0)")
@@ -312,7 +304,7 @@ def fit_camera(image: np.ndarray, *, offset: float | None = None, dark: np.ndarr
     :data:`EM_GAIN` and the measured pulse-height spread; else as a plain camera."""
     m = measure_noise(image, offset=offset, dark=dark)
     slope, spread, skewness, skewness_se = m.line.slope, m.spread, m.skewness, m.skewness_se
-    report = list(m.report[:-1])
+    *report, correlation_line = m.report  # the detector's lines go before the correlation's
     read_noise = math.sqrt(m.read_adu2) / slope
     cam: dict[str, Any] = {"qe": 1.0, "offset": round(m.offset, 3), "bits": bits}
     if spread is not None:
@@ -335,7 +327,7 @@ def fit_camera(image: np.ndarray, *, offset: float | None = None, dark: np.ndarr
                   f"{read_noise:.3g} e⁻ ({math.sqrt(m.read_adu2):.3g} ADU)")
     if any(m.correlation):
         cam["correlation"] = list(m.correlation)
-    report.append(m.report[-1])
+    report.append(correlation_line)
     return cam, report, m.line
 
 
